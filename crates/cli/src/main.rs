@@ -1,0 +1,5 @@
+//! The `tsq` command-line tool.
+
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Integration tests of the tsq facade: one binary, one module per topic.
