@@ -1,0 +1,271 @@
+//! Timestamp codecs. Every function here handles `n >= 1` timestamps; empty chunks have no
+//! timestamp section at all.
+
+use super::bitpack::{for_len, read_for_block, write_for, BLOCK};
+use super::io::{put_varint, varint_len, Reader};
+use super::{Candidate, CodecError};
+
+/// Raw: `n` × i64 little-endian.
+pub const TS_RAW: u8 = 0;
+/// Regular interval: first timestamp (i64 LE) and step (varint); O(1) bytes per chunk.
+pub const TS_REGULAR: u8 = 1;
+/// First timestamp, then the `n - 1` deltas as an unsigned FOR stream.
+pub const TS_DELTA: u8 = 2;
+/// First timestamp, first delta (varint), then the `n - 2` delta-of-deltas as a signed FOR
+/// stream.
+pub const TS_DOD: u8 = 3;
+/// Jitter around a grid: first timestamp, step (varint), then the `n - 1` residuals
+/// `t[i] - (t[0] + i*step)` as a signed FOR stream.
+pub const TS_GRID: u8 = 4;
+
+/// Name of a timestamp codec id (without the zstd flag).
+pub(crate) fn ts_codec_name(id: u8) -> Option<&'static str> {
+    Some(match id {
+        TS_RAW => "raw",
+        TS_REGULAR => "regular",
+        TS_DELTA => "delta",
+        TS_DOD => "delta-of-delta",
+        TS_GRID => "grid-jitter",
+        _ => return None,
+    })
+}
+
+struct Raw<'a>(&'a [i64]);
+impl Candidate for Raw<'_> {
+    fn id(&self) -> u8 {
+        TS_RAW
+    }
+    fn estimate(&self) -> Option<usize> {
+        Some(self.0.len() * 8)
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        for t in self.0 {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+}
+
+struct Regular {
+    t0: i64,
+    step: u64,
+}
+impl Candidate for Regular {
+    fn id(&self) -> u8 {
+        TS_REGULAR
+    }
+    fn estimate(&self) -> Option<usize> {
+        Some(8 + varint_len(self.step))
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.t0.to_le_bytes());
+        put_varint(out, self.step);
+    }
+}
+
+/// A prefix of fixed fields followed by one FOR stream.
+struct Prefixed<'a> {
+    id: u8,
+    t0: i64,
+    varint: Option<u64>,
+    stream: &'a [u64],
+    signed: bool,
+}
+impl Candidate for Prefixed<'_> {
+    fn id(&self) -> u8 {
+        self.id
+    }
+    fn estimate(&self) -> Option<usize> {
+        Some(8 + self.varint.map_or(0, varint_len) + for_len(self.stream, self.signed))
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.t0.to_le_bytes());
+        if let Some(v) = self.varint {
+            put_varint(out, v);
+        }
+        write_for(self.stream, self.signed, out);
+    }
+}
+
+/// Chooses the smallest timestamp codec for `ts` (`ts.len() >= 1`), or the codec `force`
+/// names if it is eligible, appends its section to `out` and returns its id (`None`: the
+/// forced codec is not eligible, nothing was written). Timestamps that are not strictly
+/// increasing only get the raw codec, so that whatever the caller passed decodes back.
+pub(crate) fn encode_ts(ts: &[i64], force: Option<u8>, out: &mut Vec<u8>) -> Option<u8> {
+    let n = ts.len();
+    let t0 = ts[0];
+    let pick = |c: &dyn Candidate, out: &mut Vec<u8>| match force {
+        Some(f) if f != c.id() => None,
+        _ => Some(write_cand(c, out)),
+    };
+    if force == Some(TS_RAW) || !ts.windows(2).all(|w| w[0] < w[1]) {
+        return pick(&Raw(ts), out);
+    }
+    // Deltas as u64 are exact: the span of strictly increasing i64s is below 2^64.
+    let deltas: Vec<u64> = ts
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]) as u64)
+        .collect();
+    let d0 = deltas.first().copied().unwrap_or(0);
+    if deltas.iter().all(|&d| d == d0) && (force.is_none() || force == Some(TS_REGULAR)) {
+        return pick(&Regular { t0, step: d0 }, out);
+    }
+    let dods: Vec<u64> = deltas.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+    let span = (i128::from(ts[n - 1]) - i128::from(t0)) as u128;
+    let steps = (n as u128 - 1).max(1);
+    // Rounded to the nearest; fits u64 because span < 2^64.
+    let step = ((span + steps / 2) / steps) as u64;
+    let mut grid_t = t0;
+    let resid: Vec<u64> = ts[1..]
+        .iter()
+        .map(|&t| {
+            grid_t = grid_t.wrapping_add(step as i64);
+            t.wrapping_sub(grid_t) as u64
+        })
+        .collect();
+    let cands: [&dyn Candidate; 4] = [
+        &Raw(ts),
+        &Prefixed {
+            id: TS_DELTA,
+            t0,
+            varint: None,
+            stream: &deltas,
+            signed: false,
+        },
+        &Prefixed {
+            id: TS_DOD,
+            t0,
+            varint: Some(d0),
+            stream: &dods,
+            signed: true,
+        },
+        &Prefixed {
+            id: TS_GRID,
+            t0,
+            varint: Some(step),
+            stream: &resid,
+            signed: true,
+        },
+    ];
+    match force {
+        None => pick(super::smallest(&cands), out),
+        Some(f) => cands
+            .iter()
+            .find(|c| c.id() == f)
+            .and_then(|c| pick(*c, out)),
+    }
+}
+
+fn write_cand(c: &dyn Candidate, out: &mut Vec<u8>) -> u8 {
+    c.write(out);
+    c.id()
+}
+
+/// Decodes a timestamp section of `n >= 1` samples, appending to `out`.
+pub(crate) fn decode_ts(
+    id: u8,
+    sec: &[u8],
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    let mut r = Reader::new(sec);
+    let start = out.len();
+    match id {
+        TS_RAW => {
+            if sec.len() != n * 8 {
+                return Err(CodecError(
+                    "raw timestamp section has the wrong length".into(),
+                ));
+            }
+            out.extend(sec.chunks_exact(8).map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                i64::from_le_bytes(a)
+            }));
+            return Ok(());
+        }
+        TS_REGULAR => {
+            let t0 = r.u64_le()? as i64;
+            let step = r.varint()?;
+            r.finish()?;
+            if n > 1 {
+                let last = i128::from(t0) + i128::from(step) * (n as i128 - 1);
+                if step == 0 || last > i128::from(i64::MAX) {
+                    return Err(CodecError("regular timestamps out of range".into()));
+                }
+            }
+            out.reserve(n);
+            let mut t = t0;
+            out.push(t);
+            for _ in 1..n {
+                t = t.wrapping_add(step as i64);
+                out.push(t);
+            }
+            return Ok(());
+        }
+        TS_DELTA | TS_DOD | TS_GRID => {}
+        _ => return Err(CodecError(format!("unknown timestamp codec {id}"))),
+    }
+    let t0 = r.u64_le()? as i64;
+    out.resize(start + n, 0);
+    let dst = &mut out[start..];
+    dst[0] = t0;
+    let mut buf = [0u64; BLOCK];
+    match id {
+        TS_DELTA => {
+            let mut t = t0;
+            for block in dst[1..].chunks_mut(BLOCK) {
+                let b = &mut buf[..block.len()];
+                read_for_block(&mut r, false, b)?;
+                for (o, &d) in block.iter_mut().zip(b.iter()) {
+                    t = t.wrapping_add(d as i64);
+                    *o = t;
+                }
+            }
+        }
+        TS_DOD => {
+            let mut d = r.varint()?;
+            let mut t = t0;
+            if n >= 2 {
+                t = t.wrapping_add(d as i64);
+                dst[1] = t;
+            } else if d != 0 {
+                return Err(CodecError("delta-of-delta: stray first delta".into()));
+            }
+            if n > 2 {
+                for block in dst[2..].chunks_mut(BLOCK) {
+                    let b = &mut buf[..block.len()];
+                    read_for_block(&mut r, true, b)?;
+                    for (o, &dd) in block.iter_mut().zip(b.iter()) {
+                        d = d.wrapping_add(dd);
+                        t = t.wrapping_add(d as i64);
+                        *o = t;
+                    }
+                }
+            }
+        }
+        _ => {
+            let step = r.varint()? as i64;
+            let mut g = t0;
+            for block in dst[1..].chunks_mut(BLOCK) {
+                let b = &mut buf[..block.len()];
+                read_for_block(&mut r, true, b)?;
+                for (o, &res) in block.iter_mut().zip(b.iter()) {
+                    g = g.wrapping_add(step);
+                    *o = g.wrapping_add(res as i64);
+                }
+            }
+        }
+    }
+    r.finish()?;
+    if !strictly_increasing(&out[start..]) {
+        return Err(CodecError(
+            "decoded timestamps are not strictly increasing".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn strictly_increasing(ts: &[i64]) -> bool {
+    // Branch-free fold so that it vectorises.
+    ts.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
+}

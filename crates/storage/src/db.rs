@@ -1,0 +1,1278 @@
+//! The database: open/recover, append, select, flush, compact, delete, retention.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::block::{write_block, Block, BlockStats, EncodedChunk};
+use crate::error::{Error, Result};
+use crate::head::{cut_chunks, merge_runs, Head};
+use crate::labels::{Labels, Matcher, MetricMeta, SeriesData};
+use crate::manifest::{Manifest, Tombstone};
+use crate::vfs::{OsVfs, Vfs};
+use crate::wal::{self, Deletion, Record, ReplayNotice, WalWriter};
+
+const HOUR: i64 = 3_600_000;
+
+/// When acknowledged writes become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every commit syncs the WAL before it returns: an acknowledged batch survives kill -9
+    /// and power loss. The default.
+    Batch,
+    /// A background thread syncs the WAL at this interval: a crash loses at most the
+    /// batches of the last interval (whole batches, never part of one).
+    Interval(Duration),
+    /// Never sync on commit (only at flush, `sync()` and close): a power loss may lose
+    /// everything since then; a process crash loses nothing the OS already has.
+    Never,
+}
+
+/// Database options. Every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// WAL sync policy. Default [`SyncPolicy::Batch`].
+    pub sync: SyncPolicy,
+    /// Time range of a freshly flushed block, in ms. Default 2 h. Longer blocks mean fewer
+    /// files; shorter ones mean finer retention.
+    pub block_range_ms: i64,
+    /// How far behind a series' newest sample a write may land and still be accepted
+    /// (merged at read and flush time). Default 1 h; older writes are rejected.
+    pub ooo_window_ms: i64,
+    /// Most samples in one chunk. Default 1024: larger chunks compress and decode better,
+    /// smaller ones bound the raw open chunk (16 bytes per sample per series).
+    pub chunk_samples: usize,
+    /// Flush the head to blocks when it holds this many samples. Default 8 M (about
+    /// 130 MB of WAL; bounds replay time and memory).
+    pub flush_samples: u64,
+    /// Drop blocks older than this (relative to the newest sample). Default: keep forever.
+    pub retention_ms: Option<i64>,
+    /// Drop the oldest blocks while blocks take more than this. Default: no limit.
+    pub retention_bytes: Option<u64>,
+    /// WAL segment size. Default 64 MiB.
+    pub wal_segment_bytes: u64,
+    /// Open without the writer lock; writes are refused. Default false.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncPolicy::Batch,
+            block_range_ms: 2 * HOUR,
+            ooo_window_ms: HOUR,
+            chunk_samples: 1024,
+            flush_samples: 8_000_000,
+            retention_ms: None,
+            retention_bytes: None,
+            wal_segment_bytes: 64 << 20,
+            read_only: false,
+        }
+    }
+}
+
+/// Builds a [`Db`] with non-default options.
+#[derive(Default)]
+pub struct Builder {
+    opts: Options,
+    vfs: Option<Arc<dyn Vfs>>,
+}
+
+impl Builder {
+    /// WAL sync policy (default: per batch).
+    pub fn sync(mut self, s: SyncPolicy) -> Self {
+        self.opts.sync = s;
+        self
+    }
+    /// Block range in ms (default 2 h).
+    pub fn block_range_ms(mut self, ms: i64) -> Self {
+        self.opts.block_range_ms = ms.max(1);
+        self
+    }
+    /// Out-of-order window in ms (default 1 h).
+    pub fn ooo_window_ms(mut self, ms: i64) -> Self {
+        self.opts.ooo_window_ms = ms.max(0);
+        self
+    }
+    /// Samples per chunk (default 1024).
+    pub fn chunk_samples(mut self, n: usize) -> Self {
+        self.opts.chunk_samples = n.clamp(1, 65_536);
+        self
+    }
+    /// Head size that triggers a flush (default 8 M samples).
+    pub fn flush_samples(mut self, n: u64) -> Self {
+        self.opts.flush_samples = n.max(1);
+        self
+    }
+    /// Retention by age (default: none).
+    pub fn retention_ms(mut self, ms: Option<i64>) -> Self {
+        self.opts.retention_ms = ms;
+        self
+    }
+    /// Retention by size (default: none).
+    pub fn retention_bytes(mut self, b: Option<u64>) -> Self {
+        self.opts.retention_bytes = b;
+        self
+    }
+    /// WAL segment size (default 64 MiB).
+    pub fn wal_segment_bytes(mut self, b: u64) -> Self {
+        self.opts.wal_segment_bytes = b.max(4096);
+        self
+    }
+    /// Read-only open (default false).
+    pub fn read_only(mut self, ro: bool) -> Self {
+        self.opts.read_only = ro;
+        self
+    }
+    /// Use another file system (tests: [`crate::MemVfs`]).
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
+        self.vfs = Some(vfs);
+        self
+    }
+    /// Opens (creating if needed) the database in `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        let vfs = self.vfs.unwrap_or_else(|| Arc::new(OsVfs));
+        Db::open_inner(vfs, path.as_ref(), self.opts)
+    }
+}
+
+/// A handle to a series, valid for the life of the [`Db`] that returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeriesRef(pub u32);
+
+struct LiveBlock {
+    seq: u64,
+    block: Arc<Block>,
+}
+
+struct State {
+    head: Head,
+    blocks: Vec<Arc<LiveBlock>>,
+    manifest: Manifest,
+}
+
+struct Writer {
+    wal: Option<WalWriter>,
+    /// A WAL write failed: start a fresh segment before the next record.
+    wal_broken: bool,
+}
+
+struct Inner {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    opts: Options,
+    writer: Mutex<Writer>,
+    state: RwLock<State>,
+    notices: Vec<ReplayNotice>,
+    stop: AtomicBool,
+    _lock: Option<Box<dyn Send + Sync>>,
+}
+
+/// An embedded tsq database. Cloning is cheap and shares the database; it is `Send + Sync`.
+///
+/// One writer at a time (appender commits, flushes, compactions and deletions are
+/// serialised); readers see consistent snapshots and never wait for a commit's sync.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+/// Summary of a database, for `tsq inspect`.
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    /// Series in the head.
+    pub head_series: usize,
+    /// Samples in the head.
+    pub head_samples: u64,
+    /// Head time range (None when empty).
+    pub head_range: Option<(i64, i64)>,
+    /// Blocks: (file name, sequence number, stats).
+    pub blocks: Vec<(String, u64, BlockStats)>,
+    /// WAL segments and their sizes.
+    pub wal_segments: Vec<(String, u64)>,
+}
+
+/// What `commit` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Samples written.
+    pub samples: usize,
+}
+
+impl Db {
+    /// Opens (creating if needed) a database with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Db::builder().open(path)
+    }
+
+    /// Opens a database read-only: no lock, no writes, a snapshot as of opening.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Db> {
+        Db::builder().read_only(true).open(path)
+    }
+
+    /// A builder for non-default options.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn wal_dir(dir: &Path) -> PathBuf {
+        dir.join("wal")
+    }
+
+    fn blocks_dir(dir: &Path) -> PathBuf {
+        dir.join("blocks")
+    }
+
+    fn open_inner(vfs: Arc<dyn Vfs>, dir: &Path, opts: Options) -> Result<Db> {
+        let wal_dir = Db::wal_dir(dir);
+        let blocks_dir = Db::blocks_dir(dir);
+        let lock = if opts.read_only {
+            if !vfs.exists(dir) {
+                return Err(Error::InvalidArgument(format!(
+                    "no database at {}",
+                    dir.display()
+                )));
+            }
+            None
+        } else {
+            vfs.create_dir_all(&wal_dir)
+                .map_err(|e| Error::io("create", &wal_dir, e))?;
+            vfs.create_dir_all(&blocks_dir)
+                .map_err(|e| Error::io("create", &blocks_dir, e))?;
+            vfs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
+            let lock_path = dir.join("LOCK");
+            Some(vfs.lock(&lock_path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    Error::Locked {
+                        path: dir.to_path_buf(),
+                        holder: e.to_string(),
+                    }
+                } else {
+                    Error::io("lock", &lock_path, e)
+                }
+            })?)
+        };
+        // A read-only opener races with a writer that may flush (new blocks, WAL
+        // truncated) meanwhile: retry until the manifest is the same before and after.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (state, notices, last_seg) = Db::load(&*vfs, dir, &opts)?;
+            if opts.read_only {
+                let again = Manifest::load(&*vfs, dir)?.map(|m| m.encode());
+                if again != Some(state.manifest.encode()) && attempt < 5 && again.is_some() {
+                    continue;
+                }
+            }
+            let writer = if opts.read_only {
+                None
+            } else {
+                Some(WalWriter::create(
+                    vfs.clone(),
+                    &wal_dir,
+                    last_seg + 1,
+                    opts.wal_segment_bytes,
+                )?)
+            };
+            let inner = Arc::new(Inner {
+                vfs,
+                dir: dir.to_path_buf(),
+                opts,
+                writer: Mutex::new(Writer {
+                    wal: writer,
+                    wal_broken: false,
+                }),
+                state: RwLock::new(state),
+                notices,
+                stop: AtomicBool::new(false),
+                _lock: lock,
+            });
+            let db = Db { inner };
+            if !db.inner.opts.read_only {
+                // The replayed series must be in the new segment before the old ones go.
+                if let SyncPolicy::Interval(every) = db.inner.opts.sync {
+                    db.spawn_syncer(every);
+                }
+            }
+            return Ok(db);
+        }
+    }
+
+    fn spawn_syncer(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut w = inner.writer.lock();
+            if let Some(wal) = w.wal.as_mut() {
+                if wal.sync().is_err() {
+                    w.wal_broken = true;
+                }
+            }
+        });
+    }
+
+    /// Reads the manifest, opens blocks, replays the WAL.
+    fn load(vfs: &dyn Vfs, dir: &Path, opts: &Options) -> Result<(State, Vec<ReplayNotice>, u64)> {
+        let blocks_dir = Db::blocks_dir(dir);
+        let wal_dir = Db::wal_dir(dir);
+        let mut manifest = Manifest::load(vfs, dir)?.unwrap_or(Manifest {
+            next_seq: 1,
+            ..Default::default()
+        });
+        let mut blocks = Vec::new();
+        for (seq, name) in &manifest.blocks {
+            let block = Block::open(vfs, &blocks_dir, name)?;
+            blocks.push(Arc::new(LiveBlock {
+                seq: *seq,
+                block: Arc::new(block),
+            }));
+        }
+        if !opts.read_only {
+            // Files no manifest names are leftovers of an interrupted flush or compaction.
+            let live: std::collections::HashSet<&str> =
+                manifest.blocks.iter().map(|(_, n)| n.as_str()).collect();
+            for name in vfs
+                .list(&blocks_dir)
+                .map_err(|e| Error::io("list", &blocks_dir, e))?
+            {
+                if !live.contains(name.as_str()) {
+                    let p = blocks_dir.join(&name);
+                    vfs.remove_file(&p)
+                        .map_err(|e| Error::io("remove", &p, e))?;
+                }
+            }
+        }
+        let mut head = Head::new(opts.chunk_samples, opts.block_range_ms);
+        let mut notices = Vec::new();
+        let segments: Vec<(u64, String)> = if vfs.exists(&wal_dir) {
+            vfs.list(&wal_dir)
+                .map_err(|e| Error::io("list", &wal_dir, e))?
+                .into_iter()
+                .filter_map(|n| n.parse::<u64>().ok().map(|s| (s, n)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let last_seg = segments.last().map(|s| s.0).unwrap_or(0);
+        let mut manifest_dirty = false;
+        for (i, (_, name)) in segments.iter().enumerate() {
+            let path = wal_dir.join(name);
+            let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
+            let bytes: &[u8] = (*data).as_ref();
+            let scan = wal::scan_segment(&path, bytes, &mut notices, |rec| {
+                match rec {
+                    Record::Batch {
+                        series,
+                        meta,
+                        samples,
+                    } => {
+                        for (id, labels) in &series {
+                            if !head.insert_replayed(*id, labels) {
+                                return Err(Error::corrupted(
+                                    &path,
+                                    0,
+                                    format!("series id {id} reused for {labels}"),
+                                ));
+                            }
+                        }
+                        for (name, m) in meta {
+                            manifest.meta.insert(name, m);
+                        }
+                        for (id, t, v) in samples {
+                            head.append(id, t, v);
+                        }
+                    }
+                    Record::Delete(d) => {
+                        head.delete(&d.matchers, d.mint, d.maxt);
+                        if !manifest.tombstones.iter().any(|t| t.seq == d.seq) {
+                            manifest.next_seq = manifest.next_seq.max(d.seq + 1);
+                            manifest.tombstones.push(Tombstone {
+                                seq: d.seq,
+                                matchers: d.matchers,
+                                mint: d.mint,
+                                maxt: d.maxt,
+                            });
+                            manifest_dirty = true;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if scan.torn_tail {
+                let is_last = i + 1 == segments.len();
+                if is_last {
+                    notices.push(ReplayNotice {
+                        segment: path.clone(),
+                        offset: scan.good_len,
+                        message: format!(
+                            "torn tail: {} bytes of an incomplete last write dropped",
+                            bytes.len() as u64 - scan.good_len
+                        ),
+                    });
+                } else {
+                    notices.push(ReplayNotice {
+                        segment: path.clone(),
+                        offset: scan.good_len,
+                        message: format!(
+                            "segment ends with {} bytes of an incomplete or damaged record (a failed write, or damage); skipped",
+                            bytes.len() as u64 - scan.good_len
+                        ),
+                    });
+                }
+                if !opts.read_only {
+                    drop(data);
+                    vfs.truncate(&path, scan.good_len)
+                        .map_err(|e| Error::io("truncate", &path, e))?;
+                }
+            }
+        }
+        // Series created before a crash but never logged are simply absent; every replayed
+        // series is logged already.
+        head.unlogged.clear();
+        if manifest_dirty && !opts.read_only {
+            manifest.store(vfs, dir)?;
+        }
+        Ok((
+            State {
+                head,
+                blocks,
+                manifest,
+            },
+            notices,
+            last_seg,
+        ))
+    }
+
+    /// What recovery found when opening (torn tails truncated, damaged records skipped).
+    pub fn recovery_notices(&self) -> &[ReplayNotice] {
+        &self.inner.notices
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// A new appender. Appenders buffer samples until `commit`.
+    pub fn appender(&self) -> Appender<'_> {
+        Appender {
+            db: self,
+            samples: Vec::new(),
+            meta: Vec::new(),
+        }
+    }
+
+    /// The ref of a series, creating it if new. Refs stay valid for this `Db`'s life.
+    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
+        if labels.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a series needs at least one label".into(),
+            ));
+        }
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(id) = self.inner.state.read().head.lookup(labels) {
+            return Ok(SeriesRef(id));
+        }
+        Ok(SeriesRef(
+            self.inner.state.write().head.get_or_create(labels),
+        ))
+    }
+
+    fn commit(
+        &self,
+        samples: &[(u32, i64, f64)],
+        meta: &[(String, MetricMeta)],
+    ) -> Result<CommitInfo> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if samples.is_empty() && meta.is_empty() {
+            return Ok(CommitInfo::default());
+        }
+        let mut w = self.inner.writer.lock();
+        let new_series: Vec<(u32, Labels)>;
+        {
+            let st = self.inner.state.read();
+            let head = &st.head;
+            let window = self.inner.opts.ooo_window_ms;
+            for &(id, t, _) in samples {
+                let Some(max_t) = head.max_t_of(id) else {
+                    return Err(Error::InvalidArgument(format!("unknown series ref {id}")));
+                };
+                if max_t != i64::MIN && t < max_t.saturating_sub(window) {
+                    return Err(Error::Rejected(format!(
+                        "sample for {} at {t} is older than the out-of-order window ({window} ms before its newest sample at {max_t}); nothing in this batch was written",
+                        head.labels_of(id)
+                    )));
+                }
+            }
+            new_series = head
+                .unlogged
+                .iter()
+                .map(|&id| (id, head.labels_of(id)))
+                .collect();
+        }
+        let mut payload = Vec::with_capacity(samples.len() * 13 + 64);
+        let (count, min_t, max_t) = wal::encode_batch(&mut payload, &new_series, meta, samples);
+        let mut framed = Vec::with_capacity(payload.len() + wal::HEADER_LEN + 4);
+        wal::frame(&mut framed, wal::REC_BATCH, &payload, count, min_t, max_t);
+        self.write_wal(&mut w, &framed, self.inner.opts.sync == SyncPolicy::Batch)?;
+        {
+            let mut st = self.inner.state.write();
+            let logged = new_series.len();
+            st.head.unlogged.drain(..logged);
+            for &(id, t, v) in samples {
+                st.head.append(id, t, v);
+            }
+            for (name, m) in meta {
+                st.manifest.meta.insert(name.clone(), m.clone());
+            }
+        }
+        let need_flush = self.inner.state.read().head.n_samples >= self.inner.opts.flush_samples;
+        if need_flush {
+            self.flush_locked(&mut w)?;
+        }
+        Ok(CommitInfo {
+            samples: samples.len(),
+        })
+    }
+
+    fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
+        let wal_dir = Db::wal_dir(&self.inner.dir);
+        if w.wal_broken || w.wal.is_none() {
+            let next = w.wal.as_ref().map(|x| x.seq() + 1).unwrap_or(1);
+            w.wal = Some(WalWriter::create(
+                self.inner.vfs.clone(),
+                &wal_dir,
+                next,
+                self.inner.opts.wal_segment_bytes,
+            )?);
+            w.wal_broken = false;
+        }
+        let wal = w.wal.as_mut().expect("created above");
+        let res = wal
+            .append(framed)
+            .and_then(|_| if sync { wal.sync() } else { Ok(()) });
+        if res.is_err() {
+            w.wal_broken = true;
+        }
+        res
+    }
+
+    /// Makes every committed batch durable (whatever the sync policy).
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        if let Some(wal) = w.wal.as_mut() {
+            if let Err(e) = wal.sync() {
+                w.wal_broken = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Selects the samples in `[mint, maxt]` of every series matching all `matchers`,
+    /// merged over blocks and head, sorted by labels. Series with no sample in the range
+    /// are left out.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>> {
+        let st = self.inner.state.read();
+        let blocks: Vec<Arc<LiveBlock>> = st.blocks.clone();
+        let tombstones = st.manifest.tombstones.clone();
+        // (labels) -> runs in precedence order: blocks by sequence, then head.
+        let mut acc: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        let mut head_part: Vec<(Labels, Vec<i64>, Vec<f64>)> = Vec::new();
+        for id in st.head.select_ids(matchers) {
+            let (mut ts, mut vals) = (Vec::new(), Vec::new());
+            st.head.samples(id, mint, maxt, &mut ts, &mut vals);
+            if !ts.is_empty() {
+                head_part.push((st.head.labels_of(id), ts, vals));
+            }
+        }
+        drop(st);
+        let mut ordered = blocks;
+        ordered.sort_by_key(|b| b.seq);
+        let mut only_head: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
+        let mut any_block = false;
+        for lb in &ordered {
+            let s = lb.block.stats();
+            if s.max_t < mint || s.min_t > maxt {
+                continue;
+            }
+            for bs in lb.block.select(matchers)? {
+                let (mut ts, mut vals) = (Vec::new(), Vec::new());
+                for m in bs.chunks {
+                    if m.max_t < mint || m.min_t > maxt {
+                        continue;
+                    }
+                    lb.block.decode_chunk(m, &mut ts, &mut vals)?;
+                }
+                let lo = ts.partition_point(|&t| t < mint);
+                let hi = ts.partition_point(|&t| t <= maxt);
+                let mut run: Vec<(i64, f64)> = ts[lo..hi]
+                    .iter()
+                    .copied()
+                    .zip(vals[lo..hi].iter().copied())
+                    .collect();
+                for t in tombstones.iter().filter(|t| t.seq > lb.seq) {
+                    if t.matchers.iter().all(|m| m.matches_labels(&bs.labels)) {
+                        run.retain(|&(x, _)| x < t.mint || x > t.maxt);
+                    }
+                }
+                if !run.is_empty() {
+                    any_block = true;
+                    acc.entry(bs.labels).or_default().push(run);
+                }
+            }
+        }
+        for (labels, ts, vals) in head_part {
+            if any_block {
+                acc.entry(labels)
+                    .or_default()
+                    .push(ts.into_iter().zip(vals).collect());
+            } else {
+                only_head.insert(labels, (ts, vals));
+            }
+        }
+        if !any_block {
+            return Ok(only_head
+                .into_iter()
+                .map(|(labels, (timestamps, values))| SeriesData {
+                    labels,
+                    timestamps,
+                    values,
+                })
+                .collect());
+        }
+        Ok(acc
+            .into_iter()
+            .map(|(labels, runs)| {
+                let merged = if runs.len() == 1
+                    || runs
+                        .windows(2)
+                        .all(|w| w[0].last().map(|x| x.0) < w[1].first().map(|x| x.0))
+                {
+                    runs.into_iter().flatten().collect()
+                } else {
+                    merge_runs(&runs)
+                };
+                let (timestamps, values) = merged.into_iter().unzip();
+                SeriesData {
+                    labels,
+                    timestamps,
+                    values,
+                }
+            })
+            .collect())
+    }
+
+    /// Label sets of every series matching `matchers` that has data (any time).
+    pub fn series(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        Ok(self
+            .select(matchers, i64::MIN, i64::MAX)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+
+    /// Every label name, sorted.
+    pub fn label_names(&self) -> Result<Vec<String>> {
+        let st = self.inner.state.read();
+        let mut names: std::collections::BTreeSet<String> =
+            st.head.label_names().into_iter().collect();
+        for b in &st.blocks {
+            names.extend(b.block.label_names()?);
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Every value of a label, sorted.
+    pub fn label_values(&self, name: &str) -> Result<Vec<String>> {
+        let st = self.inner.state.read();
+        let mut vals: std::collections::BTreeSet<String> =
+            st.head.label_values(name).into_iter().collect();
+        for b in &st.blocks {
+            vals.extend(b.block.label_values(name)?);
+        }
+        Ok(vals.into_iter().collect())
+    }
+
+    /// Metric metadata by metric name.
+    pub fn metadata(&self) -> BTreeMap<String, MetricMeta> {
+        self.inner.state.read().manifest.meta.clone()
+    }
+
+    /// Sets the metadata of a metric (durable like a batch).
+    pub fn set_metadata(&self, metric: &str, meta: MetricMeta) -> Result<()> {
+        self.commit(&[], &[(metric.to_string(), meta)]).map(|_| ())
+    }
+
+    /// Writes everything in the head to blocks and truncates the WAL.
+    pub fn flush(&self) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut w = self.inner.writer.lock();
+        self.flush_locked(&mut w)
+    }
+
+    fn next_seq(st: &mut State) -> u64 {
+        let s = st.manifest.next_seq;
+        st.manifest.next_seq += 1;
+        s
+    }
+
+    fn flush_locked(&self, w: &mut Writer) -> Result<()> {
+        let vfs = &*self.inner.vfs;
+        let blocks_dir = Db::blocks_dir(&self.inner.dir);
+        let range = self.inner.opts.block_range_ms;
+        // Gather the head's data per block range. The writer lock keeps it unchanged.
+        let mut by_range: BTreeMap<i64, Vec<(Labels, Vec<EncodedChunk>)>> = BTreeMap::new();
+        let (series_list, meta_list) = {
+            let st = self.inner.state.read();
+            for id in 0..st.head.series.len() as u32 {
+                let chunks = st.head.flush_chunks(id);
+                if chunks.is_empty() {
+                    continue;
+                }
+                let labels = st.head.labels_of(id);
+                let mut cur: Option<(i64, Vec<EncodedChunk>)> = None;
+                for c in chunks {
+                    let r = c.meta.min_t.div_euclid(range);
+                    match &mut cur {
+                        Some((cr, v)) if *cr == r => v.push(c),
+                        _ => {
+                            if let Some((cr, v)) = cur.take() {
+                                by_range.entry(cr).or_default().push((labels.clone(), v));
+                            }
+                            cur = Some((r, vec![c]));
+                        }
+                    }
+                }
+                if let Some((cr, v)) = cur {
+                    by_range.entry(cr).or_default().push((labels, v));
+                }
+            }
+            let series: Vec<(u32, Labels)> = (0..st.head.series.len() as u32)
+                .filter(|&id| !st.head.series[id as usize].labels.is_empty())
+                .map(|id| (id, st.head.labels_of(id)))
+                .collect();
+            let meta: Vec<(String, MetricMeta)> = st
+                .manifest
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (series, meta)
+        };
+        let mut new_blocks = Vec::new();
+        for (_, mut series) in by_range {
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            let seq = Db::next_seq(&mut self.inner.state.write());
+            let name = format!("{seq:016x}.blk");
+            write_block(vfs, &blocks_dir, &name, &series)?;
+            new_blocks.push((seq, name));
+        }
+        vfs.sync_dir(&blocks_dir)
+            .map_err(|e| Error::io("sync", &blocks_dir, e))?;
+        let mut opened = Vec::new();
+        for (seq, name) in &new_blocks {
+            opened.push(Arc::new(LiveBlock {
+                seq: *seq,
+                block: Arc::new(Block::open(vfs, &blocks_dir, name)?),
+            }));
+        }
+        let mut manifest = self.inner.state.read().manifest.clone();
+        manifest.blocks.extend(new_blocks.iter().cloned());
+        manifest.store(vfs, &self.inner.dir)?;
+        // New WAL segment holding every series (so later records can name them), then the
+        // old segments go.
+        let wal_dir = Db::wal_dir(&self.inner.dir);
+        let old_seq = w.wal.as_ref().map(|x| x.seq()).unwrap_or(0);
+        let mut fresh = WalWriter::create(
+            vfs_arc(&self.inner.vfs),
+            &wal_dir,
+            old_seq + 1,
+            self.inner.opts.wal_segment_bytes,
+        )?;
+        let mut payload = Vec::new();
+        let (c, a, b) = wal::encode_batch(&mut payload, &series_list, &meta_list, &[]);
+        let mut framed = Vec::new();
+        wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
+        fresh.append(&framed)?;
+        fresh.sync()?;
+        w.wal = Some(fresh);
+        w.wal_broken = false;
+        for name in vfs
+            .list(&wal_dir)
+            .map_err(|e| Error::io("list", &wal_dir, e))?
+        {
+            if name.parse::<u64>().is_ok_and(|s| s <= old_seq) {
+                let p = wal_dir.join(&name);
+                vfs.remove_file(&p)
+                    .map_err(|e| Error::io("remove", &p, e))?;
+            }
+        }
+        vfs.sync_dir(&wal_dir)
+            .map_err(|e| Error::io("sync", &wal_dir, e))?;
+        {
+            let mut st = self.inner.state.write();
+            st.manifest.blocks = manifest.blocks;
+            st.blocks.extend(opened);
+            st.head.clear_samples();
+            let logged = st.head.unlogged.len();
+            // Series created but never committed are in the checkpoint now.
+            st.head.unlogged.drain(..logged);
+        }
+        self.compact_locked(false)?;
+        self.apply_retention()?;
+        Ok(())
+    }
+
+    /// Flushes the head, then merges blocks: overlapping blocks, and blocks of the same
+    /// day and week into one, applying deletions.
+    pub fn compact(&self) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut w = self.inner.writer.lock();
+        self.flush_locked(&mut w)?;
+        self.compact_locked(true)?;
+        self.apply_retention()
+    }
+
+    /// Plans and runs compactions. With `force`, ranges still being written are compacted
+    /// too.
+    fn compact_locked(&self, force: bool) -> Result<()> {
+        let levels = [24 * HOUR, 7 * 24 * HOUR];
+        for level in levels {
+            loop {
+                let (group, newest) = {
+                    let st = self.inner.state.read();
+                    let newest = st
+                        .blocks
+                        .iter()
+                        .map(|b| b.block.stats().max_t)
+                        .max()
+                        .unwrap_or(i64::MIN);
+                    let mut groups: BTreeMap<i64, Vec<Arc<LiveBlock>>> = BTreeMap::new();
+                    for b in &st.blocks {
+                        let s = b.block.stats();
+                        let r = s.min_t.div_euclid(level);
+                        if s.max_t.div_euclid(level) == r {
+                            groups.entry(r).or_default().push(b.clone());
+                        }
+                    }
+                    let pick = groups.into_iter().find(|(r, g)| {
+                        let end = (r + 1) * level;
+                        g.len() >= 2 && (force || end <= newest)
+                    });
+                    (pick.map(|(_, g)| g), newest)
+                };
+                let _ = newest;
+                let Some(group) = group else { break };
+                self.merge_blocks(&group)?;
+            }
+        }
+        // Drop tombstones that no longer apply to any block.
+        let mut st = self.inner.state.write();
+        let min_seq = st.blocks.iter().map(|b| b.seq).min().unwrap_or(u64::MAX);
+        let before = st.manifest.tombstones.len();
+        st.manifest.tombstones.retain(|t| t.seq > min_seq);
+        if st.manifest.tombstones.len() != before {
+            st.manifest.store(&*self.inner.vfs, &self.inner.dir)?;
+        }
+        Ok(())
+    }
+
+    fn merge_blocks(&self, group: &[Arc<LiveBlock>]) -> Result<()> {
+        let vfs = &*self.inner.vfs;
+        let blocks_dir = Db::blocks_dir(&self.inner.dir);
+        let tombstones = self.inner.state.read().manifest.tombstones.clone();
+        let mut ordered: Vec<&Arc<LiveBlock>> = group.iter().collect();
+        ordered.sort_by_key(|b| b.seq);
+        let mut per_series: BTreeMap<Labels, Vec<(usize, crate::block::ChunkMeta)>> =
+            BTreeMap::new();
+        for (i, lb) in ordered.iter().enumerate() {
+            for s in lb.block.all_series()? {
+                per_series
+                    .entry(s.labels)
+                    .or_default()
+                    .extend(s.chunks.iter().map(|m| (i, *m)));
+            }
+        }
+        let mut out: Vec<(Labels, Vec<EncodedChunk>)> = Vec::with_capacity(per_series.len());
+        for (labels, mut chunks) in per_series {
+            chunks.sort_by_key(|(i, m)| (m.min_t, *i));
+            let overlapping = chunks.windows(2).any(|w| w[1].1.min_t <= w[0].1.max_t);
+            let deleted = |i: usize, m: &crate::block::ChunkMeta| {
+                tombstones.iter().any(|t| {
+                    t.seq > ordered[i].seq
+                        && t.mint <= m.max_t
+                        && t.maxt >= m.min_t
+                        && t.matchers.iter().all(|mm| mm.matches_labels(&labels))
+                })
+            };
+            let touched = chunks.iter().any(|(i, m)| deleted(*i, m));
+            if !overlapping && !touched {
+                let mut v = Vec::with_capacity(chunks.len());
+                for (i, m) in &chunks {
+                    let data = ordered[*i].block.chunk_bytes(m)?;
+                    v.push(EncodedChunk {
+                        meta: *m,
+                        data: Arc::from(data),
+                    });
+                }
+                out.push((labels, v));
+                continue;
+            }
+            let mut runs: Vec<Vec<(i64, f64)>> = vec![Vec::new(); ordered.len()];
+            for (i, m) in &chunks {
+                let (mut ts, mut vals) = (Vec::new(), Vec::new());
+                ordered[*i].block.decode_chunk(m, &mut ts, &mut vals)?;
+                let mut run: Vec<(i64, f64)> = ts.into_iter().zip(vals).collect();
+                for t in tombstones.iter().filter(|t| t.seq > ordered[*i].seq) {
+                    if t.matchers.iter().all(|mm| mm.matches_labels(&labels)) {
+                        run.retain(|&(x, _)| x < t.mint || x > t.maxt);
+                    }
+                }
+                runs[*i].extend(run);
+            }
+            let merged = merge_runs(&runs);
+            if merged.is_empty() {
+                continue;
+            }
+            let (ts, vals): (Vec<i64>, Vec<f64>) = merged.into_iter().unzip();
+            out.push((
+                labels,
+                cut_chunks(
+                    &ts,
+                    &vals,
+                    self.inner.opts.chunk_samples,
+                    self.inner.opts.block_range_ms,
+                ),
+            ));
+        }
+        let seq = Db::next_seq(&mut self.inner.state.write());
+        let name = format!("{seq:016x}.blk");
+        let mut new_block = None;
+        if !out.is_empty() {
+            write_block(vfs, &blocks_dir, &name, &out)?;
+            vfs.sync_dir(&blocks_dir)
+                .map_err(|e| Error::io("sync", &blocks_dir, e))?;
+            new_block = Some(Arc::new(LiveBlock {
+                seq,
+                block: Arc::new(Block::open(vfs, &blocks_dir, &name)?),
+            }));
+        }
+        let gone: std::collections::HashSet<u64> = group.iter().map(|b| b.seq).collect();
+        let mut manifest = self.inner.state.read().manifest.clone();
+        manifest.blocks.retain(|(s, _)| !gone.contains(s));
+        if new_block.is_some() {
+            manifest.blocks.push((seq, name));
+        }
+        manifest.store(vfs, &self.inner.dir)?;
+        {
+            let mut st = self.inner.state.write();
+            st.manifest.blocks = manifest.blocks;
+            st.blocks.retain(|b| !gone.contains(&b.seq));
+            st.blocks.extend(new_block);
+        }
+        for b in group {
+            let p = b.block.path().to_path_buf();
+            vfs.remove_file(&p)
+                .map_err(|e| Error::io("remove", &p, e))?;
+        }
+        Ok(())
+    }
+
+    fn apply_retention(&self) -> Result<()> {
+        let opts = &self.inner.opts;
+        if opts.retention_ms.is_none() && opts.retention_bytes.is_none() {
+            return Ok(());
+        }
+        let drop_list: Vec<Arc<LiveBlock>> = {
+            let st = self.inner.state.read();
+            let newest = st
+                .blocks
+                .iter()
+                .map(|b| b.block.stats().max_t)
+                .max()
+                .unwrap_or(i64::MIN)
+                .max(st.head.max_t);
+            let mut by_age: Vec<Arc<LiveBlock>> = st.blocks.clone();
+            by_age.sort_by_key(|b| b.block.stats().min_t);
+            let mut drop_list = Vec::new();
+            let mut total: u64 = by_age.iter().map(|b| b.block.stats().bytes).sum();
+            for b in &by_age {
+                let s = b.block.stats();
+                let too_old = opts
+                    .retention_ms
+                    .is_some_and(|r| s.max_t < newest.saturating_sub(r));
+                let too_big = opts.retention_bytes.is_some_and(|r| total > r);
+                if too_old || too_big {
+                    total -= s.bytes;
+                    drop_list.push(b.clone());
+                }
+            }
+            drop_list
+        };
+        if drop_list.is_empty() {
+            return Ok(());
+        }
+        let gone: std::collections::HashSet<u64> = drop_list.iter().map(|b| b.seq).collect();
+        let mut manifest = self.inner.state.read().manifest.clone();
+        manifest.blocks.retain(|(s, _)| !gone.contains(s));
+        manifest.store(&*self.inner.vfs, &self.inner.dir)?;
+        {
+            let mut st = self.inner.state.write();
+            st.manifest.blocks = manifest.blocks;
+            st.blocks.retain(|b| !gone.contains(&b.seq));
+        }
+        for b in drop_list {
+            let p = b.block.path().to_path_buf();
+            self.inner
+                .vfs
+                .remove_file(&p)
+                .map_err(|e| Error::io("remove", &p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the samples in `[mint, maxt]` of every series matching `matchers`. Reads
+    /// stop seeing them at once; their space is reclaimed at the next compaction.
+    pub fn delete(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if matchers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "delete needs at least one matcher".into(),
+            ));
+        }
+        let mut w = self.inner.writer.lock();
+        let seq = Db::next_seq(&mut self.inner.state.write());
+        let d = Deletion {
+            seq,
+            matchers: matchers.to_vec(),
+            mint,
+            maxt,
+        };
+        let mut payload = Vec::new();
+        wal::encode_delete(&mut payload, &d);
+        let mut framed = Vec::new();
+        wal::frame(&mut framed, wal::REC_DELETE, &payload, 0, mint, maxt);
+        self.write_wal(&mut w, &framed, true)?;
+        let mut manifest = self.inner.state.read().manifest.clone();
+        manifest.tombstones.push(Tombstone {
+            seq,
+            matchers: matchers.to_vec(),
+            mint,
+            maxt,
+        });
+        manifest.store(&*self.inner.vfs, &self.inner.dir)?;
+        let mut st = self.inner.state.write();
+        st.manifest.tombstones = manifest.tombstones;
+        st.head.delete(matchers, mint, maxt);
+        Ok(())
+    }
+
+    /// A summary for inspection.
+    pub fn info(&self) -> DbInfo {
+        let st = self.inner.state.read();
+        let wal_dir = Db::wal_dir(&self.inner.dir);
+        let wal_segments = self
+            .inner
+            .vfs
+            .list(&wal_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                let len = self.inner.vfs.len(&wal_dir.join(&n)).unwrap_or(0);
+                (n, len)
+            })
+            .collect();
+        let mut blocks: Vec<(String, u64, BlockStats)> = st
+            .blocks
+            .iter()
+            .map(|b| (b.block.name.clone(), b.seq, b.block.stats()))
+            .collect();
+        blocks.sort_by_key(|b| b.2.min_t);
+        DbInfo {
+            head_series: st.head.series.len(),
+            head_samples: st.head.n_samples,
+            head_range: (st.head.n_samples > 0).then_some((st.head.min_t, st.head.max_t)),
+            blocks,
+            wal_segments,
+        }
+    }
+
+    /// The open blocks, for inspection and analysis.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        let st = self.inner.state.read();
+        let mut v: Vec<(u64, Arc<Block>)> =
+            st.blocks.iter().map(|b| (b.seq, b.block.clone())).collect();
+        v.sort_by_key(|b| b.0);
+        v.into_iter().map(|b| b.1).collect()
+    }
+
+    /// Verifies every checksum of every block and WAL segment. Returns the problems found
+    /// (empty when everything is intact).
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for b in self.blocks() {
+            problems.extend(
+                b.check()
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", b.path().display())),
+            );
+        }
+        let wal_dir = Db::wal_dir(&self.inner.dir);
+        let vfs = &*self.inner.vfs;
+        let mut segs = vfs.list(&wal_dir).unwrap_or_default();
+        segs.retain(|n| n.parse::<u64>().is_ok());
+        let n = segs.len();
+        for (i, name) in segs.into_iter().enumerate() {
+            let path = wal_dir.join(&name);
+            let Ok(data) = vfs.map(&path) else {
+                problems.push(format!("{}: cannot read", path.display()));
+                continue;
+            };
+            let mut notices = Vec::new();
+            match wal::scan_segment(&path, (*data).as_ref(), &mut notices, |_| Ok(())) {
+                Ok(scan) => {
+                    if scan.torn_tail && (i + 1 < n || self.inner.opts.read_only) {
+                        notices.push(ReplayNotice {
+                            segment: path.clone(),
+                            offset: scan.good_len,
+                            message: "incomplete or damaged record at the end".into(),
+                        });
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+            problems.extend(notices.into_iter().map(|n| {
+                format!(
+                    "{}: offset {}: {}",
+                    n.segment.display(),
+                    n.offset,
+                    n.message
+                )
+            }));
+        }
+        problems
+    }
+
+    /// Syncs and closes the database (dropping the last handle does the same, ignoring
+    /// errors).
+    pub fn close(self) -> Result<()> {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        if !self.inner.opts.read_only {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+fn vfs_arc(v: &Arc<dyn Vfs>) -> Arc<dyn Vfs> {
+    v.clone()
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let w = self.writer.get_mut();
+        if let Some(wal) = w.wal.as_mut() {
+            let _ = wal.sync();
+        }
+    }
+}
+
+/// Buffers samples and commits them as one atomic batch.
+pub struct Appender<'a> {
+    db: &'a Db,
+    samples: Vec<(u32, i64, f64)>,
+    meta: Vec<(String, MetricMeta)>,
+}
+
+impl Appender<'_> {
+    /// The ref of a series (created if new).
+    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef> {
+        self.db.series_ref(labels)
+    }
+
+    /// Adds a sample of a series.
+    #[inline]
+    pub fn add(&mut self, series: SeriesRef, t: i64, v: f64) {
+        self.samples.push((series.0, t, v));
+    }
+
+    /// Adds a sample, looking the series up by labels.
+    pub fn add_labels(&mut self, labels: &Labels, t: i64, v: f64) -> Result<()> {
+        let r = self.db.series_ref(labels)?;
+        self.add(r, t, v);
+        Ok(())
+    }
+
+    /// Sets metric metadata as part of this batch.
+    pub fn set_metadata(&mut self, metric: &str, meta: MetricMeta) {
+        self.meta.push((metric.to_string(), meta));
+    }
+
+    /// Samples buffered.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.meta.is_empty()
+    }
+
+    /// Writes the batch: all of it or (on error) none of it. With the default sync policy
+    /// the batch is durable when this returns.
+    pub fn commit(&mut self) -> Result<CommitInfo> {
+        let res = self.db.commit(&self.samples, &self.meta);
+        self.samples.clear();
+        self.meta.clear();
+        res
+    }
+
+    /// Drops the buffered samples.
+    pub fn rollback(&mut self) {
+        self.samples.clear();
+        self.meta.clear();
+    }
+}
+
+/// A map from labels to refs for callers that see the same series many times (ingest).
+#[derive(Default)]
+pub struct RefCache {
+    map: HashMap<Labels, SeriesRef>,
+}
+
+impl RefCache {
+    /// The ref for `labels`, from the cache or the database.
+    pub fn get(&mut self, db: &Db, labels: &Labels) -> Result<SeriesRef> {
+        if let Some(r) = self.map.get(labels) {
+            return Ok(*r);
+        }
+        let r = db.series_ref(labels)?;
+        self.map.insert(labels.clone(), r);
+        Ok(r)
+    }
+}

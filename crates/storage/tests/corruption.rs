@@ -1,0 +1,138 @@
+//! Corruption table: each damaged artefact, what must be reported, and what must survive.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tsq_storage::{Db, Error, Labels, Matcher, MemVfs, Vfs};
+
+fn open(vfs: &MemVfs) -> tsq_storage::Result<Db> {
+    Db::builder().vfs(Arc::new(vfs.clone())).open("/db")
+}
+
+fn write_batches(db: &Db, series: &[&str], batches: i64) {
+    for b in 0..batches {
+        let mut app = db.appender();
+        for s in series {
+            let r = app.series_ref(&Labels::new([("__name__", *s)])).unwrap();
+            for k in 0..10 {
+                app.add(r, b * 100 + k, (b * 100 + k) as f64);
+            }
+        }
+        app.commit().unwrap();
+    }
+}
+
+fn count(db: &Db, name: &str) -> tsq_storage::Result<usize> {
+    Ok(db
+        .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)?
+        .iter()
+        .map(|s| s.timestamps.len())
+        .sum())
+}
+
+fn files(vfs: &MemVfs, dir: &str) -> Vec<PathBuf> {
+    vfs.list(Path::new(dir))
+        .unwrap()
+        .into_iter()
+        .map(|n| Path::new(dir).join(n))
+        .collect()
+}
+
+#[test]
+fn wal_record_damaged_in_the_middle_loses_that_batch_only() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a"], 5);
+    drop(db);
+    let seg = files(&vfs, "/db/wal").pop().unwrap();
+    let len = vfs.len(&seg).unwrap();
+    // Records are equal-sized here: damage the payload of the third.
+    let rec = len / 5;
+    vfs.flip_bit(&seg, (2 * rec + 40) * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "a").unwrap(), 40);
+    let notices = db.recovery_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].message.contains("10 samples") && notices[0].message.contains("[200, 209]"),
+        "{:?}",
+        notices[0]
+    );
+}
+
+#[test]
+fn torn_wal_tail_is_truncated_with_a_notice() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a"], 3);
+    drop(db);
+    let seg = files(&vfs, "/db/wal").pop().unwrap();
+    let len = vfs.len(&seg).unwrap();
+    vfs.truncate(&seg, len - 7).unwrap();
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "a").unwrap(), 20);
+    assert!(db.recovery_notices()[0].message.contains("torn tail"));
+    drop(db);
+    // Truncated: the next open is clean.
+    let db = open(&vfs).unwrap();
+    assert!(
+        db.recovery_notices().is_empty(),
+        "{:?}",
+        db.recovery_notices()
+    );
+    assert_eq!(count(&db, "a").unwrap(), 20);
+}
+
+#[test]
+fn damaged_chunk_fails_queries_that_touch_it_and_spares_the_rest() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a", "b"], 3);
+    db.flush().unwrap();
+    drop(db);
+    let block = files(&vfs, "/db/blocks").pop().unwrap();
+    // The first chunk starts right after the 16-byte header and belongs to series "a".
+    vfs.flip_bit(&block, 20 * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    let err = count(&db, "a").unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&block.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(count(&db, "b").unwrap(), 30);
+    let problems = db.check();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("__name__=\"a\"") || problems[0].contains("a"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn damaged_block_index_is_an_error_not_data() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a", "b"], 3);
+    db.flush().unwrap();
+    drop(db);
+    let block = files(&vfs, "/db/blocks").pop().unwrap();
+    let len = vfs.len(&block).unwrap();
+    // Inside the chunk-meta section, just before the 64-byte footer.
+    vfs.flip_bit(&block, (len - 64 - 30) * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    assert!(count(&db, "a").is_err());
+    assert!(!db.check().is_empty());
+}
+
+#[test]
+fn damaged_manifest_refuses_to_open_with_a_clear_error() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a"], 2);
+    db.flush().unwrap();
+    drop(db);
+    vfs.flip_bit(Path::new("/db/MANIFEST"), 3 * 8).unwrap();
+    let err = open(&vfs).err().expect("must fail");
+    assert!(err.to_string().contains("MANIFEST"), "{err}");
+}

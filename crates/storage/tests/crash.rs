@@ -1,0 +1,230 @@
+//! Crash consistency: a scripted workload is stopped at every mutating file-system call
+//! (every write, sync, rename, removal), the unsynced state is dropped (and, in a second
+//! pass, torn), and the database is reopened. Every acknowledged batch must be there whole,
+//! the batch in flight must be there whole or not at all, and nothing else may appear.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tsq_storage::{Db, FaultKind, Labels, MatchOp, Matcher, MemVfs, Vfs};
+
+type Model = BTreeMap<String, BTreeMap<i64, u64>>;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Batch(Vec<(String, i64, f64)>),
+    Delete(String, i64, i64),
+    Flush,
+    Compact,
+}
+
+fn workload() -> Vec<Op> {
+    let mut ops = Vec::new();
+    let hour = 3_600_000i64;
+    for i in 0..24i64 {
+        // Three series per batch; timestamps spread over several block ranges.
+        let t = i * hour / 3;
+        let mut b = vec![
+            (format!("a{}", i % 3), t, i as f64),
+            ("b".to_string(), t, -(i as f64)),
+            (
+                "c".to_string(),
+                t + 1,
+                f64::from_bits(0x7ff8_0000_0000_0000 | i as u64),
+            ),
+        ];
+        if i % 5 == 4 {
+            // An out-of-order write inside the window, and a duplicate timestamp.
+            b.push(("b".to_string(), t - hour / 2, 1000.0 + i as f64));
+            b.push(("c".to_string(), t + 1, 7.5));
+        }
+        ops.push(Op::Batch(b));
+        if i == 9 || i == 17 {
+            ops.push(Op::Flush);
+        }
+        if i == 12 {
+            ops.push(Op::Delete("b".into(), hour, 2 * hour));
+        }
+        if i == 20 {
+            ops.push(Op::Compact);
+        }
+    }
+    ops
+}
+
+fn labels(name: &str) -> Labels {
+    Labels::new([("__name__", name), ("job", "crash")])
+}
+
+fn apply_model(m: &mut Model, op: &Op) {
+    match op {
+        Op::Batch(b) => {
+            for (n, t, v) in b {
+                m.entry(n.clone()).or_default().insert(*t, v.to_bits());
+            }
+        }
+        Op::Delete(n, a, b) => {
+            if let Some(s) = m.get_mut(n) {
+                s.retain(|t, _| t < a || t > b);
+            }
+        }
+        Op::Flush | Op::Compact => {}
+    }
+}
+
+fn run(db: &Db, op: &Op) -> tsq_storage::Result<()> {
+    match op {
+        Op::Batch(b) => {
+            let mut app = db.appender();
+            for (n, t, v) in b {
+                let r = app.series_ref(&labels(n))?;
+                app.add(r, *t, *v);
+            }
+            app.commit().map(|_| ())
+        }
+        Op::Delete(n, a, b) => db.delete(&[Matcher::equal("__name__", n.as_str())], *a, *b),
+        Op::Flush => db.flush(),
+        Op::Compact => db.compact(),
+    }
+}
+
+fn read_all(db: &Db) -> Model {
+    let all = Matcher::new(MatchOp::Equal, "job", "crash", true).unwrap();
+    let mut m = Model::new();
+    for s in db.select(&[all], i64::MIN, i64::MAX).unwrap() {
+        let name = s.labels.metric_name().unwrap().to_string();
+        let e: &mut BTreeMap<i64, u64> = m.entry(name).or_default();
+        for (t, v) in s.timestamps.iter().zip(&s.values) {
+            e.insert(*t, v.to_bits());
+        }
+    }
+    m.retain(|_, s| !s.is_empty());
+    m
+}
+
+fn open(vfs: &MemVfs) -> tsq_storage::Result<Db> {
+    Db::builder()
+        .vfs(Arc::new(vfs.clone()))
+        .ooo_window_ms(3_600_000)
+        .chunk_samples(4)
+        .open("/db")
+}
+
+/// Runs the workload with every call from `fail_from` on failing; returns the model of
+/// acknowledged operations, the model including the op in flight, and the file system.
+fn run_until(fail_from: Option<u64>) -> (Model, Model, MemVfs, bool) {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    if let Some(k) = fail_from {
+        vfs.fail_at(k, FaultKind::Io);
+    }
+    let mut acked = Model::new();
+    for op in workload() {
+        let mut with = acked.clone();
+        apply_model(&mut with, &op);
+        if run(&db, &op).is_err() {
+            std::mem::forget(db); // a crash: no orderly shutdown
+            return (acked, with, vfs, true);
+        }
+        acked = with;
+    }
+    drop(db);
+    (acked.clone(), acked, vfs, false)
+}
+
+#[test]
+fn acknowledged_batches_survive_a_crash_at_every_call() {
+    let (full, _, vfs, _) = run_until(None);
+    let total_ops = vfs.ops();
+    assert!(
+        total_ops > 100,
+        "workload too small to be interesting: {total_ops} ops"
+    );
+    let mut trials = 0;
+    for k in 0..total_ops {
+        let (acked, inflight, vfs, crashed) = run_until(Some(k));
+        if !crashed {
+            continue;
+        }
+        for torn in [None, Some(k)] {
+            trials += 1;
+            let image = vfs.crash_image(torn);
+            image.clear_fault();
+            let db = open(&image).unwrap_or_else(|e| panic!("reopen after crash at op {k}: {e}"));
+            let got = read_all(&db);
+            let mut acked = acked.clone();
+            acked.retain(|_, s| !s.is_empty());
+            let mut inflight = inflight.clone();
+            inflight.retain(|_, s| !s.is_empty());
+            assert!(
+                got == acked || got == inflight,
+                "crash at op {k} (torn {torn:?}): state is neither the acknowledged one nor that plus the batch in flight\n got {got:?}\n acked {acked:?}"
+            );
+        }
+    }
+    assert!(trials > 200, "only {trials} crash trials");
+    let db = open(&vfs).unwrap();
+    let mut full = full;
+    full.retain(|_, s| !s.is_empty());
+    assert_eq!(read_all(&db), full);
+}
+
+#[test]
+fn failed_calls_leave_the_database_usable() {
+    // ENOSPC at each call: the failing operation reports an error, the process goes on,
+    // later operations succeed once space is back, and a reopen sees every acknowledged
+    // write.
+    let (_, _, vfs, _) = run_until(None);
+    let total = vfs.ops();
+    for k in (0..total).step_by(7) {
+        let vfs = MemVfs::new();
+        let db = open(&vfs).unwrap();
+        let mut acked = Model::new();
+        let ops = workload();
+        let mut failed_once = false;
+        for op in &ops {
+            if !failed_once && vfs.ops() >= k {
+                vfs.fail_at(vfs.ops(), FaultKind::NoSpace);
+            }
+            match run(&db, op) {
+                Ok(()) => apply_model(&mut acked, op),
+                Err(_) => {
+                    failed_once = true;
+                    vfs.clear_fault();
+                }
+            }
+            if failed_once {
+                vfs.clear_fault();
+            }
+        }
+        acked.retain(|_, s| !s.is_empty());
+        let live = read_all(&db);
+        drop(db);
+        let db = open(&vfs.crash_image(None)).unwrap();
+        let after = read_all(&db);
+        assert_eq!(
+            after, live,
+            "fault at {k}: reopened state differs from the live one"
+        );
+        // Every acknowledged sample is present (a failed batch may still be there whole).
+        for (name, s) in &acked {
+            for (t, v) in s {
+                assert_eq!(
+                    after.get(name).and_then(|x| x.get(t)),
+                    Some(v),
+                    "fault at {k}: {name}@{t} lost"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn second_writer_is_refused() {
+    let vfs = MemVfs::new();
+    let _db = open(&vfs).unwrap();
+    let err = open(&vfs).err().expect("second open must fail");
+    assert!(matches!(err, tsq_storage::Error::Locked { .. }), "{err}");
+    assert!(!vfs.exists(Path::new("/db/none")));
+}
