@@ -323,10 +323,30 @@ impl Db {
     fn load(vfs: &dyn Vfs, dir: &Path, opts: &Options) -> Result<(State, Vec<ReplayNotice>, u64)> {
         let blocks_dir = Db::blocks_dir(dir);
         let wal_dir = Db::wal_dir(dir);
-        let mut manifest = Manifest::load(vfs, dir)?.unwrap_or(Manifest {
-            next_seq: 1,
-            ..Default::default()
-        });
+        let mut manifest = match Manifest::load(vfs, dir)? {
+            Some(m) => m,
+            None => {
+                // No manifest: a new database, unless blocks exist, in which case deleting
+                // them as leftovers would destroy data. Refuse instead.
+                let orphans = if vfs.exists(&blocks_dir) {
+                    vfs.list(&blocks_dir)
+                        .map_err(|e| Error::io("list", &blocks_dir, e))?
+                } else {
+                    Vec::new()
+                };
+                if orphans.iter().any(|n| n.ends_with(".blk")) {
+                    return Err(Error::corrupted(
+                        dir.join(crate::manifest::MANIFEST),
+                        0,
+                        "missing, but blocks exist; the manifest must be rebuilt before the database can open (see docs/format/manifest.md)",
+                    ));
+                }
+                Manifest {
+                    next_seq: 1,
+                    ..Default::default()
+                }
+            }
+        };
         let mut blocks = Vec::new();
         for (seq, name) in &manifest.blocks {
             let block = Block::open(vfs, &blocks_dir, name)?;

@@ -151,8 +151,13 @@ impl Head {
                 {
                     let c = EncodedChunk::encode(&s.open_ts, &s.open_vals);
                     s.chunks.push(c);
+                    // The next chunk will likely be as long as this one: reserve once
+                    // instead of growing sample by sample.
+                    let expect = s.open_ts.len();
                     s.open_ts.clear();
                     s.open_vals.clear();
+                    s.open_ts.reserve(expect);
+                    s.open_vals.reserve(expect);
                 }
             }
             s.open_ts.push(t);

@@ -136,3 +136,22 @@ fn damaged_manifest_refuses_to_open_with_a_clear_error() {
     let err = open(&vfs).err().expect("must fail");
     assert!(err.to_string().contains("MANIFEST"), "{err}");
 }
+
+#[test]
+fn missing_manifest_with_blocks_refuses_to_open_instead_of_deleting_them() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a"], 2);
+    db.flush().unwrap();
+    drop(db);
+    vfs.remove_file(Path::new("/db/MANIFEST")).unwrap();
+    let blocks_before = files(&vfs, "/db/blocks");
+    assert!(!blocks_before.is_empty());
+    let err = open(&vfs).err().expect("must fail");
+    assert!(err.to_string().contains("MANIFEST"), "{err}");
+    assert_eq!(
+        files(&vfs, "/db/blocks"),
+        blocks_before,
+        "blocks must be left alone"
+    );
+}

@@ -49,56 +49,151 @@ pub(crate) fn pack(vals: &[u64], w: u32, out: &mut Vec<u8>) {
     debug_assert_eq!(out.len() - start, packed_len(vals.len(), w));
 }
 
-/// Reads `out.len()` values packed at width `w` from the start of `src`, which holds at
-/// least `packed_len(out.len(), w)` bytes (checked by the caller).
+/// Bytes past the packed run that [`unpack_padded`] may read.
+const PAD: usize = 16;
+
+/// Reads `out.len()` (at most [`BLOCK`]) values packed at width `w` (at most 64) from the
+/// start of `src`, which holds at least `packed_len(out.len(), w)` bytes (checked by the
+/// caller).
 #[inline]
 pub(crate) fn unpack(src: &[u8], w: u32, out: &mut [u64]) {
     let need = packed_len(out.len(), w);
-    debug_assert!(src.len() >= need && out.len() <= BLOCK);
+    debug_assert!(src.len() >= need && out.len() <= BLOCK && w <= 64);
     if w == 0 {
         out.fill(0);
-    } else if src.len() >= need + 9 {
+    } else if src.len() >= need + PAD {
         unpack_padded(src, w, out);
     } else {
-        // Near the end of the input: copy to a padded buffer so that every read is 8 bytes.
-        let mut buf = [0u8; BLOCK * 8 + 16];
+        // Near the end of the input: copy to a padded buffer so that every read is whole.
+        let mut buf = [0u8; BLOCK * 8 + PAD];
         buf[..need].copy_from_slice(&src[..need]);
         unpack_padded(&buf, w, out);
     }
 }
 
-/// `unpack` where `src` has at least 9 readable bytes past the packed bits.
-#[inline]
+/// `unpack` where `src` has at least [`PAD`] readable bytes past the packed bits: dispatches
+/// to a copy of the loop specialised for the width, whose shifts are constants.
 fn unpack_padded(src: &[u8], w: u32, out: &mut [u64]) {
-    let w = w as usize;
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-    if w <= 56 {
-        for (i, o) in out.iter_mut().enumerate() {
-            let bit = i * w;
-            let byte = bit >> 3;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&src[byte..byte + 8]);
-            *o = (u64::from_le_bytes(a) >> (bit & 7)) & mask;
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match w {
+                $($w => unpack_w::<$w>(src, out),)*
+                _ => {}
+            }
+        };
+    }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+        31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+        60 61 62 63 64);
+}
+
+/// Eight values at width `W` take exactly `W` bytes: unpack a group of eight with constant
+/// offsets, group after group.
+#[inline(always)]
+fn unpack_w<const W: usize>(src: &[u8], out: &mut [u64]) {
+    let mask = if W == 64 { u64::MAX } else { (1u64 << W) - 1 };
+    let done = out.len() / 8 * 8;
+    let mut groups = out.chunks_exact_mut(8);
+    for (gi, group) in groups.by_ref().enumerate() {
+        let s = &src[gi * W..gi * W + W + PAD];
+        for (j, o) in group.iter_mut().enumerate() {
+            let bit = j * W;
+            *o = read_bits::<W>(s, bit) & mask;
         }
+    }
+    for (j, o) in groups.into_remainder().iter_mut().enumerate() {
+        let bit = (done + j) * W;
+        *o = read_bits::<W>(&src[bit / 8..bit / 8 + PAD], bit % 8) & mask;
+    }
+}
+
+/// The (unmasked) bits of `s` from bit `bit` on; `s` extends at least 16 bytes past
+/// `bit / 8`.
+#[inline(always)]
+fn read_bits<const W: usize>(s: &[u8], bit: usize) -> u64 {
+    let byte = bit / 8;
+    let sh = bit % 8;
+    if W <= 56 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&s[byte..byte + 8]);
+        u64::from_le_bytes(a) >> sh
     } else {
-        for (i, o) in out.iter_mut().enumerate() {
-            let bit = i * w;
-            let byte = bit >> 3;
-            let sh = (bit & 7) as u32;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&src[byte..byte + 8]);
-            let lo = u64::from_le_bytes(a) >> sh;
-            // Up to 7 more bits come from the ninth byte, shifted to bit 64 - sh (for sh == 0
-            // the two shifts push them out entirely).
-            let hi = (u64::from(src[byte + 8]) << 8) << (56 - sh);
-            *o = (lo | hi) & mask;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&s[byte..byte + 16]);
+        (u128::from_le_bytes(a) >> sh) as u64
+    }
+}
+
+/// Greatest common divisor (binary algorithm).
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    if a == 0 {
+        return b;
+    }
+    if b == 0 {
+        return a;
+    }
+    let shift = (a | b).trailing_zeros();
+    a >>= a.trailing_zeros();
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
         }
     }
 }
 
-/// Block reference and width of a FOR block: min and bits of (max - min).
+/// The largest `g` dividing every `v - vals[0]` (1 if there is none).
+fn stream_gcd(vals: &[u64], signed: bool) -> u64 {
+    let Some(&x0) = vals.first() else { return 1 };
+    let mut g = 0u64;
+    for &v in &vals[1..] {
+        let d = if signed {
+            (v as i64).abs_diff(x0 as i64)
+        } else {
+            v.abs_diff(x0)
+        };
+        g = gcd(g, d);
+        if g == 1 {
+            return 1;
+        }
+    }
+    g.max(1)
+}
+
+/// Exact division by a fixed `g`: shift out its power of two, multiply by the inverse of its
+/// odd part modulo 2^64 (valid only for multiples of `g`).
+#[derive(Clone, Copy)]
+struct ExactDiv {
+    shift: u32,
+    inv: u64,
+}
+
+impl ExactDiv {
+    fn new(g: u64) -> Self {
+        let shift = g.trailing_zeros();
+        let m = g >> shift;
+        // Newton's iteration doubles the correct low bits each step: 1 -> 64 in 6 steps.
+        let mut inv = m;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        }
+        debug_assert_eq!(m.wrapping_mul(inv), 1);
+        ExactDiv { shift, inv }
+    }
+
+    #[inline(always)]
+    fn div(self, x: u64) -> u64 {
+        (x >> self.shift).wrapping_mul(self.inv)
+    }
+}
+
+/// Block reference and width of a FOR block: min and bits of `(max - min) / g`.
 #[inline]
-fn block_frame(block: &[u64], signed: bool) -> (u64, u32) {
+fn block_frame(block: &[u64], signed: bool, div: ExactDiv) -> (u64, u32) {
     let flip = if signed { 1u64 << 63 } else { 0 };
     let mut lo = u64::MAX;
     let mut hi = 0u64;
@@ -107,7 +202,7 @@ fn block_frame(block: &[u64], signed: bool) -> (u64, u32) {
         lo = lo.min(k);
         hi = hi.max(k);
     }
-    (lo ^ flip, bit_width(hi.wrapping_sub(lo)))
+    (lo ^ flip, bit_width(div.div(hi.wrapping_sub(lo))))
 }
 
 #[inline]
@@ -119,39 +214,114 @@ fn ref_code(min: u64, signed: bool) -> u64 {
     }
 }
 
-/// Exact byte length [`write_for`] will produce.
-pub(crate) fn for_len(vals: &[u64], signed: bool) -> usize {
-    vals.chunks(BLOCK)
-        .map(|b| {
-            let (min, w) = block_frame(b, signed);
-            varint_len(ref_code(min, signed)) + 1 + packed_len(b.len(), w)
-        })
-        .sum()
+/// A FOR stream ready to be sized or written.
+pub(crate) struct ForStream<'a> {
+    vals: &'a [u64],
+    signed: bool,
+    g: u64,
+    len: usize,
 }
 
-/// Appends a FOR stream: per block of [`BLOCK`] values, the block minimum as a varint
-/// (zigzag of the i64 minimum if `signed`), the width as one byte, then the packed
-/// differences `v - min`.
-pub(crate) fn write_for(vals: &[u64], signed: bool, out: &mut Vec<u8>) {
-    let mut tmp = [0u64; BLOCK];
-    for b in vals.chunks(BLOCK) {
-        let (min, w) = block_frame(b, signed);
-        put_varint(out, ref_code(min, signed));
-        out.push(w as u8);
-        for (t, &v) in tmp.iter_mut().zip(b) {
-            *t = v.wrapping_sub(min);
+impl<'a> ForStream<'a> {
+    /// Plans the stream of `vals` (as i64 bit patterns if `signed`).
+    pub(crate) fn new(vals: &'a [u64], signed: bool) -> Self {
+        let g = stream_gcd(vals, signed);
+        let div = ExactDiv::new(g);
+        let len = varint_len(g)
+            + vals
+                .chunks(BLOCK)
+                .map(|b| {
+                    let (min, w) = block_frame(b, signed, div);
+                    varint_len(ref_code(min, signed)) + 1 + packed_len(b.len(), w)
+                })
+                .sum::<usize>();
+        ForStream {
+            vals,
+            signed,
+            g,
+            len,
         }
-        pack(&tmp[..b.len()], w, out);
+    }
+
+    /// Exact byte length [`ForStream::write`] appends.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The common multiplier the stream uses.
+    pub(crate) fn gcd(&self) -> u64 {
+        self.g
+    }
+
+    /// A stream to write whose multiplier is already known (from [`ForStream::gcd`] of a
+    /// stream over the same values); its `len` is not computed.
+    pub(crate) fn with_gcd(vals: &'a [u64], signed: bool, g: u64) -> Self {
+        ForStream {
+            vals,
+            signed,
+            g,
+            len: 0,
+        }
+    }
+
+    /// Appends the stream: the multiplier `g` as a varint, then per block of [`BLOCK`]
+    /// values the block minimum as a varint (zigzag of the i64 minimum if signed), the width
+    /// as one byte, then the packed `(v - min) / g`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.g);
+        let div = ExactDiv::new(self.g);
+        let mut tmp = [0u64; BLOCK];
+        for b in self.vals.chunks(BLOCK) {
+            let (min, w) = block_frame(b, self.signed, div);
+            put_varint(out, ref_code(min, self.signed));
+            out.push(w as u8);
+            for (t, &v) in tmp.iter_mut().zip(b) {
+                *t = div.div(v.wrapping_sub(min));
+            }
+            pack(&tmp[..b.len()], w, out);
+        }
     }
 }
 
-/// Reads one FOR block of `out.len()` (at most [`BLOCK`]) values.
+/// Reads the header of a FOR stream: its multiplier `g` (at least 1).
+#[inline]
+pub(crate) fn read_for_header(r: &mut Reader<'_>) -> Result<u64, CodecError> {
+    match r.varint()? {
+        0 => Err(CodecError("FOR stream multiplier is 0".into())),
+        g => Ok(g),
+    }
+}
+
+/// Reads one FOR block of `out.len()` (at most [`BLOCK`]) values of a stream whose
+/// multiplier is `g`.
 #[inline]
 pub(crate) fn read_for_block(
     r: &mut Reader<'_>,
     signed: bool,
+    g: u64,
     out: &mut [u64],
 ) -> Result<(), CodecError> {
+    let min = read_for_block_raw(r, signed, out)?;
+    if g == 1 {
+        for v in out.iter_mut() {
+            *v = v.wrapping_add(min);
+        }
+    } else {
+        for v in out.iter_mut() {
+            *v = v.wrapping_mul(g).wrapping_add(min);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one FOR block but leaves the packed integers `p` as they are: returns the block
+/// reference `min`, and the values are `min + g * p` (wrapping).
+#[inline]
+pub(crate) fn read_for_block_raw(
+    r: &mut Reader<'_>,
+    signed: bool,
+    out: &mut [u64],
+) -> Result<u64, CodecError> {
     let code = r.varint()?;
     let min = if signed { unzigzag(code) as u64 } else { code };
     let w = u32::from(r.u8()?);
@@ -165,10 +335,7 @@ pub(crate) fn read_for_block(
     }
     unpack(src, w, out);
     r.bytes(need)?;
-    for v in out.iter_mut() {
-        *v = v.wrapping_add(min);
-    }
-    Ok(())
+    Ok(min)
 }
 
 #[cfg(test)]
@@ -200,22 +367,49 @@ mod tests {
 
     #[test]
     fn for_stream_round_trip_and_len() {
-        let vals: Vec<u64> = (0..300i64)
-            .map(|i| (i * i - 5000 + i64::MIN / 3) as u64)
-            .collect();
-        for signed in [false, true] {
-            let mut buf = Vec::new();
-            write_for(&vals, signed, &mut buf);
-            assert_eq!(buf.len(), for_len(&vals, signed));
-            let mut r = Reader::new(&buf);
-            let mut got = Vec::new();
-            for b in vals.chunks(BLOCK) {
-                let mut tmp = vec![0u64; b.len()];
-                read_for_block(&mut r, signed, &mut tmp).unwrap();
-                got.extend(tmp);
+        let shapes: Vec<Vec<u64>> = vec![
+            (0..300i64)
+                .map(|i| (i * i - 5000 + i64::MIN / 3) as u64)
+                .collect(),
+            (0..300i64).map(|i| (i * 4096 * 3 - 77) as u64).collect(),
+            vec![i64::MIN as u64, i64::MAX as u64, 0, u64::MAX, 1 << 63],
+            vec![u64::MAX, 0, u64::MAX - 6],
+            vec![],
+        ];
+        for vals in &shapes {
+            for signed in [false, true] {
+                let s = ForStream::new(vals, signed);
+                let mut buf = Vec::new();
+                s.write(&mut buf);
+                assert_eq!(buf.len(), s.len());
+                let mut r = Reader::new(&buf);
+                let g = read_for_header(&mut r).unwrap();
+                let mut got = Vec::new();
+                for b in vals.chunks(BLOCK) {
+                    let mut tmp = vec![0u64; b.len()];
+                    read_for_block(&mut r, signed, g, &mut tmp).unwrap();
+                    got.extend(tmp);
+                }
+                r.finish().unwrap();
+                assert_eq!(&got, vals);
             }
-            r.finish().unwrap();
-            assert_eq!(got, vals);
+        }
+    }
+
+    #[test]
+    fn gcd_and_exact_division() {
+        assert_eq!(gcd(0, 0), 0);
+        assert_eq!(gcd(12, 18), 6);
+        assert_eq!(gcd(4096 * 3, 4096 * 5), 4096);
+        assert_eq!(stream_gcd(&[7, 7, 7], false), 1);
+        assert_eq!(stream_gcd(&[10, 40, 25], false), 15);
+        for g in [1u64, 2, 3, 15_000, 4096, u64::MAX, 1 << 63] {
+            let d = ExactDiv::new(g);
+            for k in [0u64, 1, 2, 12345] {
+                if let Some(x) = g.checked_mul(k) {
+                    assert_eq!(d.div(x), k);
+                }
+            }
         }
     }
 }

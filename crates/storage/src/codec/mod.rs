@@ -66,9 +66,9 @@ pub const MAX_CHUNK_SAMPLES: usize = 65_536;
 /// Flag bit of a codec id byte: the section is zstd-compressed.
 pub const ZSTD_FLAG: u8 = 0x80;
 /// zstd level used for sections.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 /// Sections shorter than this are never tried with zstd.
-const ZSTD_MIN_INPUT: usize = 64;
+const ZSTD_MIN_INPUT: usize = 128;
 
 /// A way to encode one section (the timestamps or the values of a chunk): it estimates its
 /// encoded length before writing anything, so the encoder can keep the smallest one.

@@ -1,7 +1,7 @@
 //! Timestamp codecs. Every function here handles `n >= 1` timestamps; empty chunks have no
 //! timestamp section at all.
 
-use super::bitpack::{for_len, read_for_block, write_for, BLOCK};
+use super::bitpack::{read_for_block, read_for_header, ForStream, BLOCK};
 use super::io::{put_varint, varint_len, Reader};
 use super::{Candidate, CodecError};
 
@@ -67,22 +67,21 @@ struct Prefixed<'a> {
     id: u8,
     t0: i64,
     varint: Option<u64>,
-    stream: &'a [u64],
-    signed: bool,
+    stream: ForStream<'a>,
 }
 impl Candidate for Prefixed<'_> {
     fn id(&self) -> u8 {
         self.id
     }
     fn estimate(&self) -> Option<usize> {
-        Some(8 + self.varint.map_or(0, varint_len) + for_len(self.stream, self.signed))
+        Some(8 + self.varint.map_or(0, varint_len) + self.stream.len())
     }
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.t0.to_le_bytes());
         if let Some(v) = self.varint {
             put_varint(out, v);
         }
-        write_for(self.stream, self.signed, out);
+        self.stream.write(out);
     }
 }
 
@@ -128,22 +127,19 @@ pub(crate) fn encode_ts(ts: &[i64], force: Option<u8>, out: &mut Vec<u8>) -> Opt
             id: TS_DELTA,
             t0,
             varint: None,
-            stream: &deltas,
-            signed: false,
+            stream: ForStream::new(&deltas, false),
         },
         &Prefixed {
             id: TS_DOD,
             t0,
             varint: Some(d0),
-            stream: &dods,
-            signed: true,
+            stream: ForStream::new(&dods, true),
         },
         &Prefixed {
             id: TS_GRID,
             t0,
             varint: Some(step),
-            stream: &resid,
-            signed: true,
+            stream: ForStream::new(&resid, true),
         },
     ];
     match force {
@@ -193,12 +189,11 @@ pub(crate) fn decode_ts(
                     return Err(CodecError("regular timestamps out of range".into()));
                 }
             }
-            out.reserve(n);
-            let mut t = t0;
-            out.push(t);
-            for _ in 1..n {
-                t = t.wrapping_add(step as i64);
-                out.push(t);
+            out.resize(start + n, 0);
+            let step = step as i64;
+            // A linear induction: the compiler turns it into vector adds.
+            for (i, o) in out[start..].iter_mut().enumerate() {
+                *o = t0.wrapping_add((i as i64).wrapping_mul(step));
             }
             return Ok(());
         }
@@ -212,10 +207,11 @@ pub(crate) fn decode_ts(
     let mut buf = [0u64; BLOCK];
     match id {
         TS_DELTA => {
+            let g = read_for_header(&mut r)?;
             let mut t = t0;
             for block in dst[1..].chunks_mut(BLOCK) {
                 let b = &mut buf[..block.len()];
-                read_for_block(&mut r, false, b)?;
+                read_for_block(&mut r, false, g, b)?;
                 for (o, &d) in block.iter_mut().zip(b.iter()) {
                     t = t.wrapping_add(d as i64);
                     *o = t;
@@ -231,10 +227,11 @@ pub(crate) fn decode_ts(
             } else if d != 0 {
                 return Err(CodecError("delta-of-delta: stray first delta".into()));
             }
+            let g = read_for_header(&mut r)?;
             if n > 2 {
                 for block in dst[2..].chunks_mut(BLOCK) {
                     let b = &mut buf[..block.len()];
-                    read_for_block(&mut r, true, b)?;
+                    read_for_block(&mut r, true, g, b)?;
                     for (o, &dd) in block.iter_mut().zip(b.iter()) {
                         d = d.wrapping_add(dd);
                         t = t.wrapping_add(d as i64);
@@ -245,13 +242,14 @@ pub(crate) fn decode_ts(
         }
         _ => {
             let step = r.varint()? as i64;
-            let mut g = t0;
+            let g = read_for_header(&mut r)?;
+            let mut grid = t0;
             for block in dst[1..].chunks_mut(BLOCK) {
                 let b = &mut buf[..block.len()];
-                read_for_block(&mut r, true, b)?;
+                read_for_block(&mut r, true, g, b)?;
                 for (o, &res) in block.iter_mut().zip(b.iter()) {
-                    g = g.wrapping_add(step);
-                    *o = g.wrapping_add(res as i64);
+                    grid = grid.wrapping_add(step);
+                    *o = grid.wrapping_add(res as i64);
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Value codecs. Every function here handles `n >= 1` values; empty chunks have no value
 //! section at all.
 
-use super::bitpack::{for_len, pack, packed_len, read_for_block, unpack, write_for, BLOCK};
+use super::bitpack::{
+    pack, packed_len, read_for_block, read_for_block_raw, read_for_header, unpack, ForStream, BLOCK,
+};
 use super::io::{put_varint, unzigzag, varint_len, zigzag, Reader};
 use super::{Candidate, CodecError};
 
@@ -34,6 +36,10 @@ pub(crate) fn value_codec_name(id: u8) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// See `encode_values`: above this many bytes per sample for the best decimal codec, the
+/// float codecs are sized too.
+const FLOAT_SKIP_BYTES: usize = 2;
 
 /// Largest decimal exponent the decimal codecs use.
 pub const MAX_DECIMAL_EXP: u8 = 18;
@@ -183,12 +189,14 @@ struct DecimalCand<'a> {
     /// Fixed varints before the stream (first value, first delta), zigzagged.
     prefix: Vec<u64>,
     stream: Vec<u64>,
+    len: usize,
+    g: u64,
 }
 
 impl<'a> DecimalCand<'a> {
     fn new(id: u8, dec: &'a Decimal) -> Self {
         let ints = &dec.ints;
-        let (prefix, stream) = match id {
+        let (prefix, stream): (Vec<u64>, Vec<u64>) = match id {
             V_DEC_FOR => (Vec::new(), ints.iter().map(|&k| k as u64).collect()),
             V_DEC_DELTA => (
                 vec![zigzag(ints[0])],
@@ -211,11 +219,17 @@ impl<'a> DecimalCand<'a> {
                 (prefix, stream)
             }
         };
+        let fs = ForStream::new(&stream, true);
+        let len =
+            dec.header_len() + prefix.iter().map(|&p| varint_len(p)).sum::<usize>() + fs.len();
+        let g = fs.gcd();
         DecimalCand {
             id,
             dec,
             prefix,
             stream,
+            len,
+            g,
         }
     }
 }
@@ -225,15 +239,14 @@ impl Candidate for DecimalCand<'_> {
         self.id
     }
     fn estimate(&self) -> Option<usize> {
-        let prefix: usize = self.prefix.iter().map(|&p| varint_len(p)).sum();
-        Some(self.dec.header_len() + prefix + for_len(&self.stream, true))
+        Some(self.len)
     }
     fn write(&self, out: &mut Vec<u8>) {
         self.dec.write_header(out);
         for &p in &self.prefix {
             put_varint(out, p);
         }
-        write_for(&self.stream, true, out);
+        ForStream::with_gcd(&self.stream, true, self.g).write(out);
     }
 }
 
@@ -290,16 +303,23 @@ impl Candidate for Xor<'_> {
 struct FloatDelta {
     first: u64,
     deltas: Vec<u64>,
+    g: u64,
+    len: usize,
 }
 
 impl FloatDelta {
     fn new(vals: &[f64]) -> Self {
+        let deltas: Vec<u64> = vals
+            .windows(2)
+            .map(|w| ordered(w[1].to_bits()).wrapping_sub(ordered(w[0].to_bits())))
+            .collect();
+        let fs = ForStream::new(&deltas, true);
+        let (g, len) = (fs.gcd(), 8 + fs.len());
         FloatDelta {
             first: vals[0].to_bits(),
-            deltas: vals
-                .windows(2)
-                .map(|w| ordered(w[1].to_bits()).wrapping_sub(ordered(w[0].to_bits())))
-                .collect(),
+            deltas,
+            g,
+            len,
         }
     }
 }
@@ -309,11 +329,11 @@ impl Candidate for FloatDelta {
         V_FLOAT_DELTA
     }
     fn estimate(&self) -> Option<usize> {
-        Some(8 + for_len(&self.deltas, true))
+        Some(self.len)
     }
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.first.to_le_bytes());
-        write_for(&self.deltas, true, out);
+        ForStream::with_gcd(&self.deltas, true, self.g).write(out);
     }
 }
 
@@ -345,21 +365,6 @@ pub(crate) fn encode_values(vals: &[f64], force: Option<u8>, out: &mut Vec<u8>) 
     } else {
         None
     };
-    let raw = Raw(vals);
-    let constant = Const(first);
-    let xor = Xor(vals);
-    let fdelta = if forced(V_FLOAT_DELTA) {
-        Some(FloatDelta::new(vals))
-    } else {
-        None
-    };
-    let mut cands: Vec<&dyn Candidate> = vec![&raw, &xor];
-    if is_const {
-        cands.push(&constant);
-    }
-    if let Some(f) = &fdelta {
-        cands.push(f);
-    }
     let dec_cands: Vec<DecimalCand<'_>> = match &dec {
         Some(d) => [V_DEC_FOR, V_DEC_DELTA, V_DEC_DOD]
             .into_iter()
@@ -368,6 +373,28 @@ pub(crate) fn encode_values(vals: &[f64], force: Option<u8>, out: &mut Vec<u8>) 
             .collect(),
         None => Vec::new(),
     };
+    // Speed: when a decimal codec already fits in FLOAT_SKIP_BYTES per sample, the float
+    // codecs (whose costs follow the mantissa bits that change) are not sized at all.
+    let dec_best = dec_cands.iter().map(|c| c.len).min();
+    let try_floats = force.is_some() || dec_best.is_none_or(|b| b > FLOAT_SKIP_BYTES * vals.len());
+    let raw = Raw(vals);
+    let constant = Const(first);
+    let xor = Xor(vals);
+    let fdelta = if try_floats && forced(V_FLOAT_DELTA) {
+        Some(FloatDelta::new(vals))
+    } else {
+        None
+    };
+    let mut cands: Vec<&dyn Candidate> = vec![&raw];
+    if try_floats && forced(V_XOR) {
+        cands.push(&xor);
+    }
+    if is_const {
+        cands.push(&constant);
+    }
+    if let Some(f) = &fdelta {
+        cands.push(f);
+    }
     cands.extend(dec_cands.iter().map(|c| c as &dyn Candidate));
     match force {
         None => Some(write_cand(super::smallest(&cands), out)),
@@ -442,9 +469,10 @@ pub(crate) fn decode_values(
         }
     } else {
         let mut k = ordered(first);
+        let g = read_for_header(&mut r)?;
         for block in dst[1..].chunks_mut(BLOCK) {
             let b = &mut buf[..block.len()];
-            read_for_block(&mut r, true, b)?;
+            read_for_block(&mut r, true, g, b)?;
             for (o, &d) in block.iter_mut().zip(b.iter()) {
                 k = k.wrapping_add(d);
                 *o = f64::from_bits(unordered(k));
@@ -504,6 +532,7 @@ fn decode_decimal(
         prev = prev.wrapping_add(delta);
         ints[1] = prev;
     }
+    let g = read_for_header(&mut r)?;
     let mut pos = 0;
     if skip > 0 {
         let m = skip.min(n);
@@ -513,23 +542,29 @@ fn decode_decimal(
     while pos < n {
         let len = (n - pos).min(BLOCK);
         let b = &mut buf[..len];
-        read_for_block(&mut r, true, b)?;
+        let min = read_for_block_raw(&mut r, true, b)? as i64;
         let ib = &mut ints[..len];
+        let gi = g as i64;
         match id {
+            V_DEC_FOR if g == 1 => {
+                for (k, &x) in ib.iter_mut().zip(b.iter()) {
+                    *k = (x as i64).wrapping_add(min);
+                }
+            }
             V_DEC_FOR => {
                 for (k, &x) in ib.iter_mut().zip(b.iter()) {
-                    *k = x as i64;
+                    *k = (x as i64).wrapping_mul(gi).wrapping_add(min);
                 }
             }
             V_DEC_DELTA => {
                 for (k, &x) in ib.iter_mut().zip(b.iter()) {
-                    prev = prev.wrapping_add(x as i64);
+                    prev = prev.wrapping_add((x as i64).wrapping_mul(gi).wrapping_add(min));
                     *k = prev;
                 }
             }
             _ => {
                 for (k, &x) in ib.iter_mut().zip(b.iter()) {
-                    delta = delta.wrapping_add(x as i64);
+                    delta = delta.wrapping_add((x as i64).wrapping_mul(gi).wrapping_add(min));
                     prev = prev.wrapping_add(delta);
                     *k = prev;
                 }

@@ -1,0 +1,263 @@
+//! `tsq gen` (benchmark datasets as files) and `tsq bench ingest` (in-process throughput).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use tsq::formats::gen::{self, Dataset, DevopsParams, WorkloadParams};
+use tsq::storage::{Db, SeriesRef, SyncPolicy};
+
+use crate::timearg::parse_time;
+
+/// Which dataset and how big.
+#[derive(Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// `devops` (TSBS cpu-only) or `workload` (service metrics with rhythm).
+    #[arg(long, value_parser = ["devops", "workload"])]
+    pub dataset: String,
+    /// devops: number of hosts.
+    #[arg(long)]
+    pub hosts: Option<usize>,
+    /// workload: number of services.
+    #[arg(long)]
+    pub services: Option<usize>,
+    /// workload: instances per service.
+    #[arg(long)]
+    pub instances: Option<usize>,
+    /// Days of data (devops default 1, workload default 7).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Seed.
+    #[arg(long, default_value_t = gen::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Time of the first sample (default 2026-01-01T00:00:00Z).
+    #[arg(long)]
+    pub start: Option<String>,
+}
+
+impl DatasetArgs {
+    /// Builds the dataset.
+    pub fn build(&self) -> Result<Dataset> {
+        let start = self
+            .start
+            .as_deref()
+            .map(parse_time)
+            .transpose()?
+            .unwrap_or(gen::DEFAULT_START_MS);
+        Ok(match self.dataset.as_str() {
+            "devops" => {
+                let d = DevopsParams::default();
+                gen::devops(&DevopsParams {
+                    hosts: self.hosts.unwrap_or(d.hosts),
+                    days: self.days.unwrap_or(d.days),
+                    start_ms: start,
+                    seed: self.seed,
+                    ..d
+                })
+            }
+            "workload" => {
+                let d = WorkloadParams::default();
+                gen::workload(&WorkloadParams {
+                    services: self.services.unwrap_or(d.services),
+                    instances: self.instances.unwrap_or(d.instances),
+                    days: self.days.unwrap_or(d.days),
+                    start_ms: start,
+                    seed: self.seed,
+                    ..d
+                })
+            }
+            other => bail!("unknown dataset {other}"),
+        })
+    }
+}
+
+/// Arguments of `tsq gen`.
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    #[command(flatten)]
+    dataset: DatasetArgs,
+    /// Output format.
+    #[arg(long, default_value = "openmetrics", value_parser = ["openmetrics", "influx"])]
+    format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the ground truth (injected anomalies, restarts, deploys) as JSON here.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+pub fn gen(args: GenArgs) -> Result<ExitCode> {
+    let ds = args.dataset.build()?;
+    let started = Instant::now();
+    let sink: Box<dyn Write> = match &args.out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let w = std::io::BufWriter::with_capacity(1 << 20, sink);
+    let mut w = match args.format.as_str() {
+        "influx" => ds.write_influx(w)?,
+        _ => ds.write_openmetrics(w)?,
+    };
+    w.flush()?;
+    if let Some(p) = &args.truth {
+        let json = serde_json::to_string_pretty(&ds.sidecar_json())?;
+        std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    eprintln!(
+        "{} dataset (seed {}): {} series, {} steps of {} s, written in {:.2} s",
+        ds.name(),
+        ds.seed(),
+        ds.series().len(),
+        ds.steps(),
+        ds.step_ms() / 1000,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tsq bench ...`.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Ingestion through the embedded API, WAL on: samples/s, bytes/sample, peak memory.
+    #[command(after_help = "Example:\n  tsq bench ingest --dataset workload --days 8")]
+    Ingest(BenchIngestArgs),
+}
+
+/// Arguments of `tsq bench ingest`.
+#[derive(Args, Debug)]
+pub struct BenchIngestArgs {
+    #[command(flatten)]
+    dataset: DatasetArgs,
+    /// Samples per committed batch.
+    #[arg(long, default_value_t = 250_000)]
+    batch: usize,
+    /// WAL sync policy: batch (sync every commit), never.
+    #[arg(long, default_value = "batch", value_parser = ["batch", "never"])]
+    sync: String,
+    /// Database directory (default: a temporary directory, removed afterwards).
+    #[arg(long = "into")]
+    into: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                total += dir_size(&path);
+            } else if let Ok(m) = e.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// Writes a dataset into `db` through the appender; returns (samples, seconds).
+pub fn load_dataset(db: &Db, ds: &Dataset, batch: usize) -> Result<(u64, f64)> {
+    let refs: Vec<SeriesRef> = ds
+        .series()
+        .iter()
+        .map(|s| db.series_ref(&s.labels))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let mut app = db.appender();
+    for (name, meta) in ds.metadata() {
+        app.set_metadata(name, meta.clone());
+    }
+    let mut n = 0u64;
+    ds.for_each_sample(|i, t, v| -> tsq::storage::Result<()> {
+        app.add(refs[i], t, v);
+        if app.len() >= batch {
+            n += app.len() as u64;
+            app.commit()?;
+        }
+        Ok(())
+    })?;
+    n += app.len() as u64;
+    app.commit()?;
+    Ok((n, started.elapsed().as_secs_f64()))
+}
+
+pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
+    let BenchCommand::Ingest(args) = cmd;
+    let ds = args.dataset.build()?;
+    let tmp;
+    let dir = match &args.into {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let sync = if args.sync == "never" {
+        SyncPolicy::Never
+    } else {
+        SyncPolicy::Batch
+    };
+    let db = Db::builder().sync(sync).open(&dir)?;
+    let (n, secs) = load_dataset(&db, &ds, args.batch)?;
+    let flush_start = Instant::now();
+    db.compact()?;
+    let flush_secs = flush_start.elapsed().as_secs_f64();
+    db.close()?;
+    let blocks = dir_size(&dir.join("blocks"));
+    let total = dir_size(&dir);
+    let reopen = Instant::now();
+    let db = Db::open_read_only(&dir)?;
+    let open_ms = reopen.elapsed().as_secs_f64() * 1000.0;
+    drop(db);
+    println!(
+        "dataset      {} (seed {}), {} series, {} samples",
+        ds.name(),
+        ds.seed(),
+        ds.series().len(),
+        n
+    );
+    println!(
+        "parameters   batch {} samples, sync {}",
+        args.batch, args.sync
+    );
+    println!(
+        "ingest       {:.2} s, {:.2} M samples/s (appender + WAL, one core)",
+        secs,
+        n as f64 / secs / 1e6
+    );
+    println!(
+        "flush+compact {:.2} s; with ingest {:.2} M samples/s",
+        flush_secs,
+        n as f64 / (secs + flush_secs) / 1e6
+    );
+    println!(
+        "bytes/sample {:.3} (blocks), {:.3} (whole directory, {} bytes)",
+        blocks as f64 / n as f64,
+        total as f64 / n as f64,
+        total
+    );
+    println!(
+        "open         {:.1} ms (read-only, after compaction)",
+        open_ms
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS     {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,156 @@
+//! `tsq query` and `tsq test`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use tsq::exec::{Engine, EngineOptions, Profile, QueryResult};
+
+use crate::output::{self, OutputFormat};
+use crate::timearg::{now_ms, parse_duration, parse_time};
+
+/// Arguments of `tsq query`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The PromQL expression.
+    expr: String,
+    /// Evaluation time of an instant query (default: now).
+    #[arg(long, conflicts_with_all = ["start", "end"])]
+    time: Option<String>,
+    /// Start of a range query.
+    #[arg(long, requires = "end")]
+    start: Option<String>,
+    /// End of a range query.
+    #[arg(long, requires = "start")]
+    end: Option<String>,
+    /// Step of a range query (default: range / 250, at least 1s).
+    #[arg(long)]
+    step: Option<String>,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    /// PromQL semantics.
+    #[arg(long, default_value = "promql3", value_parser = ["promql3", "prometheus-2.42"])]
+    profile: String,
+    /// Lookback delta for instant selectors.
+    #[arg(long, default_value = "5m")]
+    lookback: String,
+    /// Write the chart as SVG to this file (with --format chart).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// How a query is asked.
+pub struct QuerySpec {
+    pub expr: String,
+    pub range: Option<(i64, i64, i64)>,
+    pub time: i64,
+}
+
+pub fn engine(profile: &str, lookback: &str) -> Result<Engine> {
+    let profile: Profile = profile.parse().map_err(|e: String| anyhow!(e))?;
+    let opts = EngineOptions {
+        profile,
+        lookback_delta_ms: parse_duration(lookback)?,
+        ..EngineOptions::default()
+    };
+    Ok(Engine::new(opts))
+}
+
+/// Runs a query, rendering parse errors with a caret under the column.
+pub fn evaluate(db: &tsq::storage::Db, engine: &Engine, spec: &QuerySpec) -> Result<QueryResult> {
+    let expr = match tsq::parser::parse(&spec.expr) {
+        Ok(e) => e,
+        Err(e) => bail!(
+            "parse error at {}:{}: {}\n{}",
+            e.line,
+            e.column,
+            e.message,
+            e.render(&spec.expr)
+        ),
+    };
+    let res = match spec.range {
+        Some((start, end, step)) => engine.range_query_expr(db, &expr, start, end, step),
+        None => engine.instant_query_expr(db, &expr, spec.time),
+    };
+    res.map_err(|e| anyhow!("{e}"))
+}
+
+pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
+    let db = crate::open_ro(db_path)?;
+    let engine = engine(&args.profile, &args.lookback)?;
+    let range = match (&args.start, &args.end) {
+        (Some(s), Some(e)) => {
+            let (start, end) = (parse_time(s)?, parse_time(e)?);
+            let step = match &args.step {
+                Some(s) => parse_duration(s)?,
+                None => ((end - start) / 250).max(1000),
+            };
+            Some((start, end, step))
+        }
+        _ => None,
+    };
+    let time = match &args.time {
+        Some(t) => parse_time(t)?,
+        None => now_ms(),
+    };
+    let spec = QuerySpec {
+        expr: args.expr.clone(),
+        range,
+        time,
+    };
+    let res = match evaluate(&db, &engine, &spec) {
+        Ok(r) => r,
+        Err(e) if args.format == OutputFormat::PromJson => {
+            output::prom_json_error(&mut std::io::stdout(), &e.to_string())?;
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = std::io::stdout().lock();
+    output::render(&mut out, &res, args.format, &spec, args.out.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `tsq test`.
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Test scripts (`*.test`) or folders holding them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub fn test(args: TestArgs) -> Result<ExitCode> {
+    let mut files = Vec::new();
+    for f in &args.files {
+        if f.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(f)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "test"))
+                .collect();
+            v.sort();
+            files.extend(v);
+        } else {
+            files.push(f.clone());
+        }
+    }
+    let (mut cases, mut passed, mut failures) = (0, 0, 0);
+    for f in &files {
+        let report =
+            tsq::exec::promqltest::run_file(f).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        cases += report.cases;
+        passed += report.passed;
+        failures += report.failures.len();
+        for msg in &report.failures {
+            println!("FAIL {msg}");
+        }
+        println!("{}: {}/{} passed", f.display(), report.passed, report.cases);
+    }
+    println!("{passed} passed, {} failed", cases - passed);
+    Ok(if failures == 0 && passed == cases {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

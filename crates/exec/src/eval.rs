@@ -1,0 +1,1265 @@
+//! The evaluator: every node is evaluated over all steps of the query at once.
+//!
+//! An instant query is a range query with one step. Instant vectors are kept series-major
+//! (`SeriesV`: labels + points at step timestamps); per-step operations (binary operators,
+//! aggregations) regroup points by step; range functions slide a window over each series'
+//! decoded samples.
+
+use std::collections::HashMap;
+
+use tsq_parser::{
+    AggregateExpr, AtModifier, BinaryExpr, BinaryOp, Call, DurationExpr, DurationOp, Expr, Group,
+    MatchOp as PMatchOp, Subquery, UnaryOp, VectorSelector,
+};
+use tsq_storage::{is_stale_nan, Labels, MatchOp, Matcher, METRIC_NAME};
+
+use crate::funcs;
+use crate::value::{QueryResult, Sample, Series, Value};
+use crate::{EngineOptions, Error, Profile, Queryable, Result};
+
+/// The steps of an evaluation: `start, start + step, ... <= end`; `step == 0` means one step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Range {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Range {
+    pub fn n(&self) -> usize {
+        if self.step <= 0 {
+            1
+        } else {
+            ((self.end - self.start) / self.step + 1) as usize
+        }
+    }
+    pub fn ts(&self, i: usize) -> i64 {
+        self.start + self.step * i as i64
+    }
+    pub fn idx(&self, t: i64) -> usize {
+        if self.step <= 0 {
+            0
+        } else {
+            ((t - self.start) / self.step) as usize
+        }
+    }
+}
+
+/// One series of an instant vector over the steps.
+#[derive(Debug, Clone)]
+pub(crate) struct SeriesV {
+    pub labels: Labels,
+    /// 3.x delayed `__name__` removal: the name is dropped at the end.
+    pub drop_name: bool,
+    /// `(step timestamp, value)`, at most one per step, in step order.
+    pub pts: Vec<(i64, f64)>,
+}
+
+/// A series with raw samples (range-vector input).
+#[derive(Debug, Clone)]
+pub(crate) struct RawSeries {
+    pub labels: Labels,
+    pub drop_name: bool,
+    pub ts: Vec<i64>,
+    pub vs: Vec<f64>,
+}
+
+/// An evaluated node.
+#[derive(Debug)]
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Str(String),
+    Vector(Vec<SeriesV>),
+    /// Only at the root of an instant query.
+    Matrix(Vec<RawSeries>),
+}
+
+/// A range-vector argument with its per-step windows.
+pub(crate) struct RangeArg {
+    pub series: Vec<RawSeries>,
+    pub range_ms: i64,
+    /// Evaluation time of each step (after `@` and offset).
+    pub eval_t: Vec<i64>,
+    pub left_open: bool,
+}
+
+impl RangeArg {
+    /// `[lo, hi)` indices of the window of step `i` in `s`.
+    #[inline]
+    pub fn window(&self, s: &RawSeries, i: usize) -> (usize, usize) {
+        let t = self.eval_t[i];
+        let from = t - self.range_ms;
+        let lo = if self.left_open {
+            s.ts.partition_point(|&x| x <= from)
+        } else {
+            s.ts.partition_point(|&x| x < from)
+        };
+        let hi = s.ts.partition_point(|&x| x <= t);
+        (lo, hi.max(lo))
+    }
+}
+
+pub(crate) struct Evaluator<'a> {
+    pub opts: &'a EngineOptions,
+    pub db: &'a dyn Queryable,
+    pub p3: bool,
+    pub query_start: i64,
+    pub query_end: i64,
+    pub query_step: i64,
+    pub samples_loaded: usize,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Eval(msg.into()))
+}
+
+/// Entry point of both query kinds.
+pub(crate) fn run(
+    opts: &EngineOptions,
+    db: &dyn Queryable,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    instant: bool,
+) -> Result<QueryResult> {
+    let mut ev = Evaluator {
+        opts,
+        db,
+        p3: opts.profile == Profile::Promql3,
+        query_start: start,
+        query_end: end,
+        query_step: step,
+        samples_loaded: 0,
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    };
+    let r = Range { start, end, step };
+    let root = unparen(expr);
+    let val = if instant {
+        match root {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                let mut arg = ev.eval_range_arg(root, &r)?;
+                let mut out = Vec::new();
+                let series = std::mem::take(&mut arg.series);
+                for s in series {
+                    let (lo, hi) = arg.window(&s, 0);
+                    if lo < hi {
+                        out.push(RawSeries {
+                            labels: s.labels,
+                            drop_name: s.drop_name,
+                            ts: s.ts[lo..hi].to_vec(),
+                            vs: s.vs[lo..hi].to_vec(),
+                        });
+                    }
+                }
+                Val::Matrix(out)
+            }
+            _ => ev.eval(root, &r)?,
+        }
+    } else {
+        match root {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                return err("invalid expression type \"range vector\" for range query, must be Scalar or instant Vector")
+            }
+            Expr::String(_) => {
+                return err("invalid expression type \"string\" for range query, must be Scalar or instant Vector")
+            }
+            _ => ev.eval(root, &r)?,
+        }
+    };
+    let value = match val {
+        Val::Scalar(v) => {
+            if instant {
+                Value::Scalar { t: start, v: v[0] }
+            } else {
+                Value::Matrix(vec![Series {
+                    labels: Labels::default(),
+                    samples: (0..r.n()).map(|i| (r.ts(i), v[i])).collect(),
+                }])
+            }
+        }
+        Val::Str(s) => Value::String { t: start, s },
+        Val::Vector(series) => {
+            let series = cleanup_names(series)?;
+            if instant {
+                Value::Vector(
+                    series
+                        .into_iter()
+                        .filter_map(|s| {
+                            s.pts.first().map(|&(t, v)| Sample {
+                                labels: s.labels,
+                                t,
+                                v,
+                            })
+                        })
+                        .collect(),
+                )
+            } else {
+                let mut m: Vec<Series> = series
+                    .into_iter()
+                    .filter(|s| !s.pts.is_empty())
+                    .map(|s| Series {
+                        labels: s.labels,
+                        samples: s.pts,
+                    })
+                    .collect();
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(m)
+            }
+        }
+        Val::Matrix(series) => {
+            let mut out = Vec::with_capacity(series.len());
+            for s in series {
+                let labels = if s.drop_name {
+                    s.labels.without_metric_name()
+                } else {
+                    s.labels
+                };
+                out.push(Series {
+                    labels,
+                    samples: s.ts.into_iter().zip(s.vs).collect(),
+                });
+            }
+            check_unique(out.iter().map(|s| &s.labels))?;
+            Value::Matrix(out)
+        }
+    };
+    Ok(QueryResult {
+        value,
+        warnings: ev.warnings,
+        infos: ev.infos,
+    })
+}
+
+fn check_unique<'a>(it: impl Iterator<Item = &'a Labels>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for l in it {
+        if !seen.insert(l) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+    }
+    Ok(())
+}
+
+/// Applies delayed `__name__` removal and checks that the labelsets stay unique.
+fn cleanup_names(mut series: Vec<SeriesV>) -> Result<Vec<SeriesV>> {
+    let mut any = false;
+    for s in &mut series {
+        if s.drop_name {
+            s.labels = s.labels.without_metric_name();
+            s.drop_name = false;
+            any = true;
+        }
+    }
+    if any {
+        // Two series that now share a labelset conflict if they have a point at the same step.
+        let mut seen: HashMap<&Labels, usize> = HashMap::new();
+        for (i, s) in series.iter().enumerate() {
+            if let Some(&j) = seen.get(&s.labels) {
+                let a = &series[j].pts;
+                let b = &s.pts;
+                let (mut x, mut y) = (0, 0);
+                while x < a.len() && y < b.len() {
+                    match a[x].0.cmp(&b[y].0) {
+                        std::cmp::Ordering::Less => x += 1,
+                        std::cmp::Ordering::Greater => y += 1,
+                        std::cmp::Ordering::Equal => {
+                            return err("vector cannot contain metrics with the same labelset")
+                        }
+                    }
+                }
+            } else {
+                seen.insert(&s.labels, i);
+            }
+        }
+        // Merge series with equal labels (disjoint in time).
+        let mut idx: HashMap<Labels, usize> = HashMap::new();
+        let mut out: Vec<SeriesV> = Vec::with_capacity(series.len());
+        for s in series {
+            if let Some(&i) = idx.get(&s.labels) {
+                let o: &mut SeriesV = &mut out[i];
+                o.pts.extend(s.pts);
+                o.pts.sort_by_key(|p| p.0);
+            } else {
+                idx.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+        return Ok(out);
+    }
+    Ok(series)
+}
+
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+/// Go's `math.Max`.
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_infinite() && a > 0.0 || b.is_infinite() && b > 0.0 {
+        return f64::INFINITY;
+    }
+    if a.is_nan() || b.is_nan() {
+        return f64::NAN;
+    }
+    if a == 0.0 && b == 0.0 {
+        return if a.is_sign_negative() { b } else { a };
+    }
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Min`.
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_infinite() && a < 0.0 || b.is_infinite() && b < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if a.is_nan() || b.is_nan() {
+        return f64::NAN;
+    }
+    if a == 0.0 && b == 0.0 {
+        return if a.is_sign_negative() { a } else { b };
+    }
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Prometheus's `kahanSumInc` (Neumaier's variant).
+#[inline]
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Go's `labels.String()`: `{__name__="x", a="b"}`.
+pub(crate) fn go_labels(l: &Labels) -> String {
+    let mut s = String::from("{");
+    for (i, p) in l.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&p.name);
+        s.push('=');
+        let _ = tsq_storage::labels::write_escaped(&mut s, &p.value);
+    }
+    s.push('}');
+    s
+}
+
+/// Annotation helpers.
+impl Evaluator<'_> {
+    pub fn warn(&mut self, msg: String) {
+        if self.p3 && !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+    pub fn info(&mut self, msg: String) {
+        if self.p3 && !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+
+    /// Does the operator drop the metric name? (`atan2` did not in 2.42.)
+    pub fn op_drops_name(&self, op: BinaryOp) -> bool {
+        match op {
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Mod
+            | BinaryOp::Pow => true,
+            BinaryOp::Atan2 => self.p3,
+            _ => false,
+        }
+    }
+
+    /// Marks (3.x) or drops (2.42) the metric name.
+    pub fn drop_name(&self, s: &mut SeriesV) {
+        if self.p3 {
+            s.drop_name = true;
+        } else {
+            s.labels = s.labels.without_metric_name();
+        }
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn duration_ms(&self, d: &DurationExpr) -> Result<i64> {
+        Ok(self.duration_f(d)?.round() as i64)
+    }
+
+    fn duration_f(&self, d: &DurationExpr) -> Result<f64> {
+        Ok(match d {
+            DurationExpr::Literal(ms) => *ms as f64,
+            DurationExpr::Number(s) => s * 1000.0,
+            DurationExpr::Step => self.query_step as f64,
+            DurationExpr::Range => (self.query_end - self.query_start) as f64,
+            DurationExpr::Neg(x) => -self.duration_f(x)?,
+            DurationExpr::Paren(x) => self.duration_f(x)?,
+            DurationExpr::MinOf(a, b) => self.duration_f(a)?.min(self.duration_f(b)?),
+            DurationExpr::MaxOf(a, b) => self.duration_f(a)?.max(self.duration_f(b)?),
+            DurationExpr::Binary(op, a, b) => {
+                let (a, b) = (self.duration_f(a)?, self.duration_f(b)?);
+                match op {
+                    DurationOp::Add => a + b,
+                    DurationOp::Sub => a - b,
+                    // Durations are in ms: scale products and quotients back.
+                    DurationOp::Mul => a * b / 1000.0,
+                    DurationOp::Div => {
+                        if b == 0.0 {
+                            return err("division by zero in duration expression");
+                        }
+                        a / b * 1000.0
+                    }
+                    DurationOp::Mod => {
+                        if b == 0.0 {
+                            return err("modulo by zero in duration expression");
+                        }
+                        a % b
+                    }
+                    DurationOp::Pow => (a / 1000.0).powf(b / 1000.0) * 1000.0,
+                }
+            }
+        })
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Time(s) => (s * 1000.0).round() as i64,
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+        })
+    }
+
+    /// Evaluation time of each step for a selector/subquery with these modifiers.
+    fn eval_times(
+        &self,
+        r: &Range,
+        at: &Option<AtModifier>,
+        offset: &Option<DurationExpr>,
+    ) -> Result<Vec<i64>> {
+        let off = match offset {
+            Some(d) => self.duration_ms(d)?,
+            None => 0,
+        };
+        let at = self.at_ms(at);
+        Ok((0..r.n()).map(|i| at.unwrap_or(r.ts(i)) - off).collect())
+    }
+
+    fn storage_matchers(&self, vs: &VectorSelector) -> Result<Vec<Matcher>> {
+        vs.matchers
+            .iter()
+            .map(|m| {
+                let op = match m.op {
+                    PMatchOp::Equal => MatchOp::Equal,
+                    PMatchOp::NotEqual => MatchOp::NotEqual,
+                    PMatchOp::Regex => MatchOp::Regex,
+                    PMatchOp::NotRegex => MatchOp::NotRegex,
+                };
+                Matcher::new(op, m.name.clone(), m.value.clone(), self.p3).map_err(|e| {
+                    Error::Eval(format!("invalid regular expression {:?}: {e}", m.value))
+                })
+            })
+            .collect()
+    }
+
+    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RawSeries>> {
+        let matchers = self.storage_matchers(vs)?;
+        let data = self.db.select(&matchers, mint, maxt)?;
+        if data.len() > self.opts.max_series {
+            return Err(Error::Limit(format!(
+                "query would select too many series ({} > limit {})",
+                data.len(),
+                self.opts.max_series
+            )));
+        }
+        let n: usize = data.iter().map(|d| d.timestamps.len()).sum();
+        self.samples_loaded += n;
+        if self.samples_loaded > self.opts.max_samples {
+            return Err(Error::Limit(format!(
+                "query processing would load too many samples into memory in query execution (limit {})",
+                self.opts.max_samples
+            )));
+        }
+        Ok(data
+            .into_iter()
+            .map(|d| RawSeries {
+                labels: d.labels,
+                drop_name: false,
+                ts: d.timestamps,
+                vs: d.values,
+            })
+            .collect())
+    }
+
+    /// Evaluates an expression to a scalar, vector or string over `r`.
+    pub fn eval(&mut self, e: &Expr, r: &Range) -> Result<Val> {
+        match e {
+            Expr::Number(n) => Ok(Val::Scalar(vec![*n; r.n()])),
+            Expr::String(s) => Ok(Val::Str(s.clone())),
+            Expr::Paren(inner) => self.eval(inner, r),
+            Expr::VectorSelector(vs) => self.eval_vector_selector(vs, r),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => err(
+                "range vector cannot be used here: expected an instant vector or scalar expression",
+            ),
+            Expr::Unary(op, inner) => {
+                let v = self.eval(inner, r)?;
+                match (op, v) {
+                    (UnaryOp::Pos, v) => Ok(v),
+                    (UnaryOp::Neg, Val::Scalar(mut s)) => {
+                        s.iter_mut().for_each(|x| *x = -*x);
+                        Ok(Val::Scalar(s))
+                    }
+                    (UnaryOp::Neg, Val::Vector(mut vs)) => {
+                        for s in &mut vs {
+                            s.pts.iter_mut().for_each(|p| p.1 = -p.1);
+                            self.drop_name(s);
+                        }
+                        if !self.p3 {
+                            check_unique(vs.iter().map(|s| &s.labels))?;
+                        }
+                        Ok(Val::Vector(vs))
+                    }
+                    _ => err("unary expression only allowed on expressions of type scalar or instant vector"),
+                }
+            }
+            Expr::Binary(b) => self.eval_binary(b, r),
+            Expr::Aggregate(a) => self.eval_aggregate(a, r),
+            Expr::Call(c) => self.eval_call(c, r),
+            Expr::Pattern(_) | Expr::Sequence(_) => Err(Error::Unsupported(
+                "pattern/sequence (episodes) are not implemented yet".into(),
+            )),
+        }
+    }
+
+    pub fn eval_vector(&mut self, e: &Expr, r: &Range) -> Result<Vec<SeriesV>> {
+        match self.eval(e, r)? {
+            Val::Vector(v) => Ok(v),
+            _ => err("expected an instant vector"),
+        }
+    }
+
+    pub fn eval_scalar(&mut self, e: &Expr, r: &Range) -> Result<Vec<f64>> {
+        match self.eval(e, r)? {
+            Val::Scalar(v) => Ok(v),
+            _ => err("expected a scalar"),
+        }
+    }
+
+    pub fn eval_string(&mut self, e: &Expr, r: &Range) -> Result<String> {
+        match self.eval(e, r)? {
+            Val::Str(v) => Ok(v),
+            _ => err("expected a string"),
+        }
+    }
+
+    fn eval_vector_selector(&mut self, vs: &VectorSelector, r: &Range) -> Result<Val> {
+        Ok(Val::Vector(self.select_instant(vs, r, false)?))
+    }
+
+    /// `timestamp(selector)`: the timestamps of the selected samples, in seconds.
+    pub fn eval_selector_timestamps(
+        &mut self,
+        vs: &VectorSelector,
+        r: &Range,
+    ) -> Result<Vec<SeriesV>> {
+        self.select_instant(vs, r, true)
+    }
+
+    fn select_instant(
+        &mut self,
+        vs: &VectorSelector,
+        r: &Range,
+        want_ts: bool,
+    ) -> Result<Vec<SeriesV>> {
+        let et = self.eval_times(r, &vs.at, &vs.offset)?;
+        let lb = self.opts.lookback_delta_ms;
+        let min = *et.iter().min().unwrap_or(&0);
+        let max = *et.iter().max().unwrap_or(&0);
+        let raw = self.select(vs, min - lb, max)?;
+        let p3 = self.p3;
+        let mut out = Vec::with_capacity(raw.len());
+        for s in raw {
+            let mut pts = Vec::new();
+            for (i, &t) in et.iter().enumerate() {
+                let idx = s.ts.partition_point(|&x| x <= t);
+                if idx == 0 {
+                    continue;
+                }
+                let j = idx - 1;
+                let st = s.ts[j];
+                let inside = if p3 { st > t - lb } else { st >= t - lb };
+                if !inside || is_stale_nan(s.vs[j]) {
+                    continue;
+                }
+                let v = if want_ts { st as f64 / 1000.0 } else { s.vs[j] };
+                pts.push((r.ts(i), v));
+            }
+            if !pts.is_empty() {
+                out.push(SeriesV {
+                    labels: s.labels,
+                    drop_name: false,
+                    pts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a matrix selector or subquery (possibly parenthesised) for the steps of `r`.
+    pub fn eval_range_arg(&mut self, e: &Expr, r: &Range) -> Result<RangeArg> {
+        match unparen(e) {
+            Expr::MatrixSelector(ms) => {
+                if ms.modifier.is_some() {
+                    return Err(Error::Unsupported(
+                        "the anchored/smoothed range modifiers are not implemented yet".into(),
+                    ));
+                }
+                if ms.seasons.is_some() {
+                    return Err(Error::Unsupported(
+                        "the seasons() range modifier is not implemented yet".into(),
+                    ));
+                }
+                let range_ms = self.duration_ms(&ms.range)?;
+                let vs = &ms.selector;
+                let et = self.eval_times(r, &vs.at, &vs.offset)?;
+                let min = *et.iter().min().unwrap_or(&0);
+                let max = *et.iter().max().unwrap_or(&0);
+                let mut raw = self.select(vs, min - range_ms, max)?;
+                for s in &mut raw {
+                    if s.vs.iter().any(|v| is_stale_nan(*v)) {
+                        let (ts, vs): (Vec<i64>, Vec<f64>) =
+                            s.ts.iter()
+                                .zip(&s.vs)
+                                .filter(|(_, v)| !is_stale_nan(**v))
+                                .map(|(t, v)| (*t, *v))
+                                .unzip();
+                        s.ts = ts;
+                        s.vs = vs;
+                    }
+                }
+                raw.retain(|s| !s.ts.is_empty());
+                Ok(RangeArg {
+                    series: raw,
+                    range_ms,
+                    eval_t: et,
+                    left_open: self.p3,
+                })
+            }
+            Expr::Subquery(sq) => self.eval_subquery(sq, r),
+            _ => err("expected a range vector"),
+        }
+    }
+
+    fn eval_subquery(&mut self, sq: &Subquery, r: &Range) -> Result<RangeArg> {
+        if sq.seasons.is_some() {
+            return Err(Error::Unsupported(
+                "the seasons() range modifier is not implemented yet".into(),
+            ));
+        }
+        let range_ms = self.duration_ms(&sq.range)?;
+        let step = match &sq.step {
+            Some(d) => self.duration_ms(d)?,
+            None => self.opts.default_subquery_step_ms,
+        };
+        if step <= 0 {
+            return err("subquery step must be positive");
+        }
+        let et = self.eval_times(r, &sq.at, &sq.offset)?;
+        let min = *et.iter().min().unwrap_or(&0);
+        let max = *et.iter().max().unwrap_or(&0);
+        let lower = min - range_ms;
+        let start = if self.p3 || lower.rem_euclid(step) != 0 {
+            (lower.div_euclid(step) + 1) * step
+        } else {
+            lower
+        };
+        let inner = Range {
+            start,
+            end: max,
+            step,
+        };
+        let series = if start > max {
+            Vec::new()
+        } else {
+            if inner.n() > 11_000_000 {
+                return Err(Error::Limit("subquery has too many steps".into()));
+            }
+            match self.eval(&sq.expr, &inner)? {
+                Val::Vector(v) => v
+                    .into_iter()
+                    .map(|s| {
+                        let (ts, vs) = s.pts.into_iter().unzip();
+                        RawSeries {
+                            labels: s.labels,
+                            drop_name: s.drop_name,
+                            ts,
+                            vs,
+                        }
+                    })
+                    .collect(),
+                Val::Scalar(v) => vec![RawSeries {
+                    labels: Labels::default(),
+                    drop_name: false,
+                    ts: (0..inner.n()).map(|i| inner.ts(i)).collect(),
+                    vs: v,
+                }],
+                _ => return err("subquery is only allowed on instant vector"),
+            }
+        };
+        Ok(RangeArg {
+            series,
+            range_ms,
+            eval_t: et,
+            left_open: self.p3,
+        })
+    }
+
+    // ---------------------------------------------------------------- binary operators
+
+    fn eval_binary(&mut self, b: &BinaryExpr, r: &Range) -> Result<Val> {
+        let lhs = self.eval(&b.lhs, r)?;
+        let rhs = self.eval(&b.rhs, r)?;
+        let op = b.op;
+        let is_cmp = matches!(
+            op,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Gt | BinaryOp::Lt | BinaryOp::Ge | BinaryOp::Le
+        );
+        if matches!(op, BinaryOp::TrimUpper | BinaryOp::TrimLower) {
+            // Defined on native histograms only: float samples give no result.
+            let sym = if op == BinaryOp::TrimUpper {
+                "</"
+            } else {
+                ">/"
+            };
+            return match (lhs, rhs) {
+                (Val::Scalar(_), Val::Scalar(_)) => {
+                    err(format!("operator {sym:?} not allowed for scalar operands"))
+                }
+                (l, _) => {
+                    if matches!(&l, Val::Vector(v) if !v.is_empty()) {
+                        self.info(format!(
+                            "PromQL info: incompatible sample types encountered for binary operator {sym:?}: float {sym} float"
+                        ));
+                    }
+                    Ok(Val::Vector(Vec::new()))
+                }
+            };
+        }
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(rv)) => {
+                let v = l
+                    .iter()
+                    .zip(&rv)
+                    .map(|(&a, &c)| {
+                        let (v, keep) = elem_binop(op, a, c);
+                        if is_cmp {
+                            if keep {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                Ok(Val::Scalar(v))
+            }
+            (Val::Vector(v), Val::Scalar(s)) => {
+                self.vector_scalar(op, v, &s, false, b.return_bool, r)
+            }
+            (Val::Scalar(s), Val::Vector(v)) => {
+                self.vector_scalar(op, v, &s, true, b.return_bool, r)
+            }
+            (Val::Vector(l), Val::Vector(rv)) => {
+                let res = match op {
+                    BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => self.set_op(b, l, rv, r)?,
+                    _ => self.vector_vector(b, l, rv, r)?,
+                };
+                Ok(Val::Vector(res))
+            }
+            _ => err("binary operator applied to invalid operand types"),
+        }
+    }
+
+    fn vector_scalar(
+        &mut self,
+        op: BinaryOp,
+        v: Vec<SeriesV>,
+        s: &[f64],
+        swap: bool,
+        return_bool: bool,
+        r: &Range,
+    ) -> Result<Val> {
+        if matches!(op, BinaryOp::And | BinaryOp::Or | BinaryOp::Unless) {
+            return err("set operator not allowed in binary scalar expression");
+        }
+        let is_cmp = is_comparison(op);
+        let drop = self.op_drops_name(op) || return_bool;
+        let mut out = Vec::with_capacity(v.len());
+        for mut series in v {
+            let mut pts = Vec::with_capacity(series.pts.len());
+            for &(t, x) in &series.pts {
+                let sv = s[r.idx(t)];
+                let (mut lf, mut rf) = (x, sv);
+                if swap {
+                    std::mem::swap(&mut lf, &mut rf);
+                }
+                let (mut val, mut keep) = elem_binop(op, lf, rf);
+                if is_cmp && swap {
+                    val = rf;
+                }
+                if return_bool {
+                    val = if keep { 1.0 } else { 0.0 };
+                    keep = true;
+                }
+                if keep {
+                    pts.push((t, val));
+                }
+            }
+            if pts.is_empty() {
+                continue;
+            }
+            series.pts = pts;
+            if drop {
+                self.drop_name(&mut series);
+            }
+            out.push(series);
+        }
+        if drop && !self.p3 {
+            check_unique(out.iter().map(|s| &s.labels))?;
+        }
+        Ok(Val::Vector(out))
+    }
+
+    fn signature(&self, l: &Labels, on: bool, names: &[String]) -> String {
+        let mut s = String::new();
+        if on {
+            let mut names: Vec<&String> = names.iter().collect();
+            names.sort();
+            names.dedup();
+            for n in names {
+                if let Some(v) = l.get(n) {
+                    s.push_str(n);
+                    s.push('\u{ff}');
+                    s.push_str(v);
+                    s.push('\u{ff}');
+                }
+            }
+        } else {
+            for p in l.iter() {
+                if p.name == METRIC_NAME || names.contains(&p.name) {
+                    continue;
+                }
+                s.push_str(&p.name);
+                s.push('\u{ff}');
+                s.push_str(&p.value);
+                s.push('\u{ff}');
+            }
+        }
+        s
+    }
+
+    fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
+        if on {
+            Labels::from_sorted(
+                l.iter()
+                    .filter(|p| names.contains(&p.name))
+                    .cloned()
+                    .collect(),
+            )
+        } else {
+            Labels::from_sorted(
+                l.iter()
+                    .filter(|p| p.name != METRIC_NAME && !names.contains(&p.name))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    }
+
+    fn set_op(
+        &mut self,
+        b: &BinaryExpr,
+        l: Vec<SeriesV>,
+        rv: Vec<SeriesV>,
+        r: &Range,
+    ) -> Result<Vec<SeriesV>> {
+        let (on, names): (bool, &[String]) = match &b.matching {
+            Some(m) => (m.on, &m.labels),
+            None => (false, &[]),
+        };
+        let lsig: Vec<String> = l
+            .iter()
+            .map(|s| self.signature(&s.labels, on, names))
+            .collect();
+        let rsig: Vec<String> = rv
+            .iter()
+            .map(|s| self.signature(&s.labels, on, names))
+            .collect();
+        let n = r.n();
+        // Per step: the set of signatures present on each side.
+        fn step_sigs<'s>(
+            series: &[SeriesV],
+            sigs: &'s [String],
+            r: &Range,
+            n: usize,
+        ) -> Vec<std::collections::HashSet<&'s str>> {
+            let mut per: Vec<std::collections::HashSet<&str>> = vec![Default::default(); n];
+            for (s, sig) in series.iter().zip(sigs) {
+                for &(t, _) in &s.pts {
+                    per[r.idx(t)].insert(sig.as_str());
+                }
+            }
+            per
+        }
+        match b.op {
+            BinaryOp::And | BinaryOp::Unless => {
+                let rs = step_sigs(&rv, &rsig, r, n);
+                let want = b.op == BinaryOp::And;
+                let mut out = Vec::new();
+                for (mut s, sig) in l.into_iter().zip(&lsig) {
+                    s.pts
+                        .retain(|&(t, _)| rs[r.idx(t)].contains(sig.as_str()) == want);
+                    if !s.pts.is_empty() {
+                        out.push(s);
+                    }
+                }
+                Ok(out)
+            }
+            _ => {
+                let ls = step_sigs(&l, &lsig, r, n);
+                let mut rest = Vec::new();
+                for (mut s, sig) in rv.into_iter().zip(&rsig) {
+                    s.pts.retain(|&(t, _)| !ls[r.idx(t)].contains(sig.as_str()));
+                    if !s.pts.is_empty() {
+                        rest.push(s);
+                    }
+                }
+                drop(ls);
+                let mut out = l;
+                // A series on both sides with the same labels: merge the points.
+                let mut idx: HashMap<Labels, usize> = HashMap::new();
+                for (i, s) in out.iter().enumerate() {
+                    idx.entry(s.labels.clone()).or_insert(i);
+                }
+                for s in rest {
+                    if let Some(&i) = idx.get(&s.labels) {
+                        let o = &mut out[i];
+                        if o.drop_name == s.drop_name {
+                            o.pts.extend(s.pts);
+                            o.pts.sort_by_key(|p| p.0);
+                            continue;
+                        }
+                    }
+                    out.push(s);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn vector_vector(
+        &mut self,
+        b: &BinaryExpr,
+        l: Vec<SeriesV>,
+        rv: Vec<SeriesV>,
+        r: &Range,
+    ) -> Result<Vec<SeriesV>> {
+        let op = b.op;
+        let (on, names, group): (bool, Vec<String>, Option<&Group>) = match &b.matching {
+            Some(m) => (m.on, m.labels.clone(), m.group.as_ref()),
+            None => (false, Vec::new(), None),
+        };
+        let (card_one_to_many, include): (bool, &[String]) = match group {
+            Some(Group::Left(inc)) => (false, inc),
+            Some(Group::Right(inc)) => (true, inc),
+            None => (false, &[]),
+        };
+        let one_to_one = group.is_none();
+        let is_cmp = is_comparison(op);
+        let drop = self.op_drops_name(op) || b.return_bool;
+        // "many" side is lhs after a possible swap.
+        let (many, one) = if card_one_to_many { (rv, l) } else { (l, rv) };
+        let msig: Vec<String> = many
+            .iter()
+            .map(|s| self.signature(&s.labels, on, &names))
+            .collect();
+        let osig: Vec<String> = one
+            .iter()
+            .map(|s| self.signature(&s.labels, on, &names))
+            .collect();
+        let n = r.n();
+        let mut many_by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+        for (i, s) in many.iter().enumerate() {
+            for &(t, v) in &s.pts {
+                many_by_step[r.idx(t)].push((i, v));
+            }
+        }
+        let mut one_by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+        for (i, s) in one.iter().enumerate() {
+            for &(t, v) in &s.pts {
+                one_by_step[r.idx(t)].push((i, v));
+            }
+        }
+        let fill = b.fill.as_ref();
+        let mut out = OutBuilder::default();
+        let mut cache: HashMap<(usize, usize), (Labels, bool)> = HashMap::new();
+        let mut one_map: HashMap<&str, (usize, f64)> = HashMap::new();
+        let mut matched: HashMap<&str, Option<std::collections::HashSet<Labels>>> = HashMap::new();
+        for step in 0..n {
+            let t = r.ts(step);
+            one_map.clear();
+            for &(i, v) in &one_by_step[step] {
+                let sig = osig[i].as_str();
+                if let Some(&(j, _)) = one_map.get(sig) {
+                    let side = if card_one_to_many { "left" } else { "right" };
+                    let ml = Self::match_labels(&one[i].labels, on, &names);
+                    return err(format!(
+                        "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                        go_labels(&ml),
+                        go_labels(&one[i].labels),
+                        go_labels(&one[j].labels)
+                    ));
+                }
+                one_map.insert(sig, (i, v));
+            }
+            matched.clear();
+            let mut used_one: std::collections::HashSet<usize> = Default::default();
+            for &(i, v) in &many_by_step[step] {
+                let sig = msig[i].as_str();
+                let Some(&(j, ov)) = one_map.get(sig) else {
+                    if let Some(fr) =
+                        fill.and_then(|f| if card_one_to_many { f.left } else { f.right })
+                    {
+                        let (lf, rf) = if card_one_to_many { (fr, v) } else { (v, fr) };
+                        let (val, keep) = elem_binop(op, lf, rf);
+                        let (val, keep) = bool_result(val, keep, is_cmp, b.return_bool, lf);
+                        if keep {
+                            let (labels, dn) = self.result_metric(
+                                &many[i], None, drop, one_to_one, on, &names, include,
+                            );
+                            out.push(labels, dn, t, val)?;
+                        }
+                    }
+                    continue;
+                };
+                used_one.insert(j);
+                let (lf, rf) = if card_one_to_many { (ov, v) } else { (v, ov) };
+                let (val, keep) = elem_binop(op, lf, rf);
+                let (val, keep) = bool_result(val, keep, is_cmp, b.return_bool, lf);
+                let (labels, dn) = match cache.get(&(i, j)) {
+                    Some(x) => x.clone(),
+                    None => {
+                        let x = self.result_metric(
+                            &many[i],
+                            Some(&one[j]),
+                            drop,
+                            one_to_one,
+                            on,
+                            &names,
+                            include,
+                        );
+                        cache.insert((i, j), x.clone());
+                        x
+                    }
+                };
+                let entry = matched.get_mut(sig);
+                if one_to_one {
+                    if entry.is_some() {
+                        return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+                    }
+                    matched.insert(sig, None);
+                } else {
+                    match entry {
+                        Some(Some(set)) => {
+                            if !set.insert(labels.clone()) {
+                                return err("multiple matches for labels: grouping labels must ensure unique matches");
+                            }
+                        }
+                        _ => {
+                            let mut set = std::collections::HashSet::new();
+                            set.insert(labels.clone());
+                            matched.insert(sig, Some(set));
+                        }
+                    }
+                }
+                if !keep {
+                    continue;
+                }
+                out.push(labels, dn, t, val)?;
+            }
+            if let Some(fl) = fill.and_then(|f| if card_one_to_many { f.right } else { f.left }) {
+                for &(j, v) in &one_by_step[step] {
+                    if used_one.contains(&j) {
+                        continue;
+                    }
+                    let (lf, rf) = if card_one_to_many { (v, fl) } else { (fl, v) };
+                    let (val, keep) = elem_binop(op, lf, rf);
+                    let (val, keep) = bool_result(val, keep, is_cmp, b.return_bool, lf);
+                    if keep {
+                        let (labels, dn) =
+                            self.result_metric(&one[j], None, drop, one_to_one, on, &names, &[]);
+                        out.push(labels, dn, t, val)?;
+                    }
+                }
+            }
+        }
+        Ok(out.series)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn result_metric(
+        &self,
+        lhs: &SeriesV,
+        rhs: Option<&SeriesV>,
+        drop: bool,
+        one_to_one: bool,
+        on: bool,
+        names: &[String],
+        include: &[String],
+    ) -> (Labels, bool) {
+        let mut l = lhs.labels.clone();
+        let mut dn = lhs.drop_name;
+        if drop {
+            if self.p3 {
+                dn = true;
+            } else {
+                l.remove(METRIC_NAME);
+            }
+        }
+        if one_to_one {
+            if on {
+                l = Labels::from_sorted(
+                    l.iter()
+                        .filter(|p| names.contains(&p.name))
+                        .cloned()
+                        .collect(),
+                );
+            } else {
+                for n in names {
+                    l.remove(n);
+                }
+            }
+        }
+        for n in include {
+            match rhs.and_then(|r| r.labels.get(n)) {
+                Some(v) => l.set(n, v),
+                None => l.remove(n),
+            }
+        }
+        (l, dn)
+    }
+
+    // ---------------------------------------------------------------- aggregations
+
+    fn eval_aggregate(&mut self, a: &AggregateExpr, r: &Range) -> Result<Val> {
+        crate::funcs::aggregate(self, a, r)
+    }
+
+    fn eval_call(&mut self, c: &Call, r: &Range) -> Result<Val> {
+        funcs::call(self, c, r)
+    }
+}
+
+fn bool_result(val: f64, keep: bool, is_cmp: bool, return_bool: bool, lf: f64) -> (f64, bool) {
+    if return_bool {
+        (if keep { 1.0 } else { 0.0 }, true)
+    } else if is_cmp {
+        (lf, keep)
+    } else {
+        (val, keep)
+    }
+}
+
+pub(crate) fn is_comparison(op: BinaryOp) -> bool {
+    matches!(
+        op,
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Gt | BinaryOp::Lt | BinaryOp::Ge | BinaryOp::Le
+    )
+}
+
+/// Prometheus's `vectorElemBinop` for floats: (value, keep).
+pub(crate) fn elem_binop(op: BinaryOp, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        BinaryOp::Add => (l + r, true),
+        BinaryOp::Sub => (l - r, true),
+        BinaryOp::Mul => (l * r, true),
+        BinaryOp::Div => (l / r, true),
+        BinaryOp::Pow => (go_pow(l, r), true),
+        BinaryOp::Mod => (l % r, true),
+        BinaryOp::Atan2 => (l.atan2(r), true),
+        BinaryOp::Eq => (l, l == r),
+        BinaryOp::Ne => (l, l != r),
+        BinaryOp::Gt => (l, l > r),
+        BinaryOp::Lt => (l, l < r),
+        BinaryOp::Ge => (l, l >= r),
+        BinaryOp::Le => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+/// Go's `math.Pow` (differs from C's pow for a few special cases).
+pub(crate) fn go_pow(x: f64, y: f64) -> f64 {
+    if y == 0.0 || x == 1.0 {
+        return 1.0;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == -1.0 && y.is_infinite() {
+        return 1.0;
+    }
+    x.powf(y)
+}
+
+/// Collects output points keyed by labels, rejecting two samples with the same labelset at
+/// the same step.
+#[derive(Default)]
+pub(crate) struct OutBuilder {
+    pub map: HashMap<Labels, usize>,
+    pub series: Vec<SeriesV>,
+}
+
+impl OutBuilder {
+    pub fn push(&mut self, labels: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
+        match self.map.get(&labels) {
+            Some(&i) => {
+                let s = &mut self.series[i];
+                if s.pts.last().is_some_and(|p| p.0 == t) {
+                    return err("vector cannot contain metrics with the same labelset");
+                }
+                s.pts.push((t, v));
+            }
+            None => {
+                self.map.insert(labels.clone(), self.series.len());
+                self.series.push(SeriesV {
+                    labels,
+                    drop_name,
+                    pts: vec![(t, v)],
+                });
+            }
+        }
+        Ok(())
+    }
+}

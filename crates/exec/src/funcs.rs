@@ -1,0 +1,2031 @@
+//! Functions (dispatched from one table) and aggregation operators.
+
+use std::collections::HashMap;
+
+use tsq_parser::{AggregateExpr, AggregateOp, Call, Expr};
+use tsq_storage::{Labels, METRIC_NAME};
+
+use crate::eval::{
+    err, go_max, go_min, kahan_inc, unparen, Evaluator, OutBuilder, Range, RangeArg, RawSeries,
+    SeriesV, Val,
+};
+use crate::{Error, Result};
+
+/// One window of one series at one step.
+pub(crate) struct Win<'a> {
+    pub ts: &'a [i64],
+    pub vs: &'a [f64],
+    /// Evaluation time (after `@` and offset).
+    pub t: i64,
+    /// The step's own timestamp (what `predict_linear` predicts from).
+    pub step_t: i64,
+    pub range_ms: i64,
+    /// Scalar arguments at this step, in argument order (the range argument left out).
+    pub p: &'a [f64],
+    pub p3: bool,
+}
+
+/// A function over a window; `Ok(None)` gives no output for the step.
+type RangeImpl = fn(&Win) -> Result<Option<f64>>;
+
+/// How a function is evaluated.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Over a range vector argument at index `arg`; `keep_name` for last/first_over_time.
+    Range {
+        f: RangeImpl,
+        arg: usize,
+        keep_name: bool,
+    },
+    /// Element-wise on an instant vector, with trailing scalar arguments.
+    Elem(fn(f64, &[f64]) -> Option<f64>),
+    /// Calendar functions with an optional instant vector argument (default `vector(time())`).
+    Date(fn(&Civil) -> f64),
+    /// Evaluated by name in [`call`].
+    Special,
+}
+
+struct FnDef {
+    name: &'static str,
+    kind: Kind,
+}
+
+macro_rules! r {
+    ($n:expr, $f:expr) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Range {
+                f: $f,
+                arg: 0,
+                keep_name: false,
+            },
+        }
+    };
+    ($n:expr, $f:expr, arg = $a:expr) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Range {
+                f: $f,
+                arg: $a,
+                keep_name: false,
+            },
+        }
+    };
+    ($n:expr, $f:expr, keep) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Range {
+                f: $f,
+                arg: 0,
+                keep_name: true,
+            },
+        }
+    };
+}
+macro_rules! e {
+    ($n:expr, $f:expr) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Elem(|v, _| Some($f(v))),
+        }
+    };
+}
+macro_rules! d {
+    ($n:expr, $f:expr) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Date($f),
+        }
+    };
+}
+macro_rules! s {
+    ($n:expr) => {
+        FnDef {
+            name: $n,
+            kind: Kind::Special,
+        }
+    };
+}
+
+/// The function table. The parser's signature table decides what type-checks; this one
+/// decides how each name is evaluated.
+static FUNCS: &[FnDef] = &[
+    r!("rate", |w| Ok(extrapolated_rate(w, true, true))),
+    r!("increase", |w| Ok(extrapolated_rate(w, true, false))),
+    r!("delta", |w| Ok(extrapolated_rate(w, false, false))),
+    r!("irate", |w| Ok(instant_value(w, true))),
+    r!("idelta", |w| Ok(instant_value(w, false))),
+    r!("changes", |w| {
+        let mut n = 0.0;
+        for p in w.vs.windows(2) {
+            if p[1] != p[0] && !(p[1].is_nan() && p[0].is_nan()) {
+                n += 1.0;
+            }
+        }
+        Ok(Some(n))
+    }),
+    r!("resets", |w| Ok(Some(
+        w.vs.windows(2).filter(|p| p[1] < p[0]).count() as f64
+    ))),
+    r!("deriv", |w| {
+        if w.vs.len() < 2 {
+            return Ok(None);
+        }
+        Ok(Some(linear_regression(w.ts, w.vs, w.ts[0]).0))
+    }),
+    r!("predict_linear", |w| {
+        if w.vs.len() < 2 {
+            return Ok(None);
+        }
+        let (slope, intercept) = linear_regression(w.ts, w.vs, w.step_t);
+        Ok(Some(slope * w.p[0] + intercept))
+    }),
+    r!("avg_over_time", |w| Ok(Some(if w.p3 {
+        avg_p3(w.vs)
+    } else {
+        avg_242(w.vs)
+    }))),
+    r!("sum_over_time", |w| Ok(Some(if w.p3 {
+        kahan_sum(w.vs)
+    } else {
+        w.vs.iter().sum()
+    }))),
+    r!("count_over_time", |w| Ok(Some(w.vs.len() as f64))),
+    r!("min_over_time", |w| {
+        let mut m = w.vs[0];
+        for &v in w.vs {
+            if v < m || m.is_nan() {
+                m = v;
+            }
+        }
+        Ok(Some(m))
+    }),
+    r!("max_over_time", |w| {
+        let mut m = w.vs[0];
+        for &v in w.vs {
+            if v > m || m.is_nan() {
+                m = v;
+            }
+        }
+        Ok(Some(m))
+    }),
+    r!("ts_of_min_over_time", |w| {
+        let (mut m, mut t) = (w.vs[0], w.ts[0]);
+        for (&v, &x) in w.vs.iter().zip(w.ts) {
+            if v <= m || m.is_nan() {
+                m = v;
+                t = x;
+            }
+        }
+        Ok(Some(t as f64 / 1000.0))
+    }),
+    r!("ts_of_max_over_time", |w| {
+        let (mut m, mut t) = (w.vs[0], w.ts[0]);
+        for (&v, &x) in w.vs.iter().zip(w.ts) {
+            if v >= m || m.is_nan() {
+                m = v;
+                t = x;
+            }
+        }
+        Ok(Some(t as f64 / 1000.0))
+    }),
+    r!("stddev_over_time", |w| Ok(Some(
+        stdvar_over_time(w.vs).sqrt()
+    ))),
+    r!("stdvar_over_time", |w| Ok(Some(stdvar_over_time(w.vs)))),
+    r!(
+        "quantile_over_time",
+        |w| Ok(Some(quantile(w.p[0], &mut w.vs.to_vec()))),
+        arg = 1
+    ),
+    r!("mad_over_time", |w| {
+        let mut v = w.vs.to_vec();
+        let median = quantile(0.5, &mut v);
+        let mut dev: Vec<f64> = w.vs.iter().map(|x| (x - median).abs()).collect();
+        Ok(Some(quantile(0.5, &mut dev)))
+    }),
+    r!("last_over_time", |w| Ok(w.vs.last().copied()), keep),
+    r!("first_over_time", |w| Ok(w.vs.first().copied()), keep),
+    r!("ts_of_last_over_time", |w| Ok(w
+        .ts
+        .last()
+        .map(|&t| t as f64 / 1000.0))),
+    r!("ts_of_first_over_time", |w| Ok(w
+        .ts
+        .first()
+        .map(|&t| t as f64 / 1000.0))),
+    r!("present_over_time", |_| Ok(Some(1.0))),
+    r!("double_exponential_smoothing", |w| smoothing(w)),
+    r!("holt_winters", |w| smoothing(w)),
+    e!("abs", f64::abs),
+    e!("ceil", f64::ceil),
+    e!("floor", f64::floor),
+    e!("exp", f64::exp),
+    e!("sqrt", f64::sqrt),
+    e!("ln", f64::ln),
+    e!("log2", f64::log2),
+    e!("log10", f64::log10),
+    e!("sin", f64::sin),
+    e!("cos", f64::cos),
+    e!("tan", f64::tan),
+    e!("asin", f64::asin),
+    e!("acos", f64::acos),
+    e!("atan", f64::atan),
+    e!("sinh", f64::sinh),
+    e!("cosh", f64::cosh),
+    e!("tanh", f64::tanh),
+    e!("asinh", f64::asinh),
+    e!("acosh", f64::acosh),
+    e!("atanh", f64::atanh),
+    e!("deg", |v: f64| v * 180.0 / std::f64::consts::PI),
+    e!("rad", |v: f64| v * std::f64::consts::PI / 180.0),
+    e!("sgn", |v: f64| if v < 0.0 {
+        -1.0
+    } else if v > 0.0 {
+        1.0
+    } else {
+        v
+    }),
+    FnDef {
+        name: "round",
+        kind: Kind::Elem(|v, p| {
+            let to = p.first().copied().unwrap_or(1.0);
+            let inv = 1.0 / to;
+            Some((v * inv + 0.5).floor() / inv)
+        }),
+    },
+    FnDef {
+        name: "clamp",
+        kind: Kind::Elem(|v, p| {
+            if p[1] < p[0] {
+                None
+            } else {
+                Some(go_max(p[0], go_min(p[1], v)))
+            }
+        }),
+    },
+    FnDef {
+        name: "clamp_min",
+        kind: Kind::Elem(|v, p| Some(go_max(p[0], v))),
+    },
+    FnDef {
+        name: "clamp_max",
+        kind: Kind::Elem(|v, p| Some(go_min(p[0], v))),
+    },
+    d!("minute", |c| c.minute as f64),
+    d!("hour", |c| c.hour as f64),
+    d!("day_of_week", |c| c.weekday as f64),
+    d!("day_of_month", |c| c.day as f64),
+    d!("day_of_year", |c| c.yday as f64),
+    d!("days_in_month", |c| days_in_month(c.year, c.month) as f64),
+    d!("month", |c| c.month as f64),
+    d!("year", |c| c.year as f64),
+    s!("time"),
+    s!("pi"),
+    s!("vector"),
+    s!("scalar"),
+    s!("timestamp"),
+    s!("absent"),
+    s!("absent_over_time"),
+    s!("sort"),
+    s!("sort_desc"),
+    s!("sort_by_label"),
+    s!("sort_by_label_desc"),
+    s!("label_replace"),
+    s!("label_join"),
+    s!("histogram_quantile"),
+    s!("histogram_count"),
+    s!("histogram_sum"),
+    s!("histogram_avg"),
+    s!("histogram_fraction"),
+    s!("histogram_stddev"),
+    s!("histogram_stdvar"),
+    s!("info"),
+];
+
+fn lookup(name: &str) -> Option<&'static FnDef> {
+    FUNCS.iter().find(|f| f.name == name)
+}
+
+/// True when the engine can evaluate the function `name`.
+pub fn is_known(name: &str) -> bool {
+    lookup(name).is_some()
+}
+
+// ------------------------------------------------------------------ numeric helpers
+
+pub(crate) fn kahan_sum(vs: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &v in vs {
+        (s, c) = kahan_inc(v, s, c);
+    }
+    if s.is_infinite() {
+        s
+    } else {
+        s + c
+    }
+}
+
+/// 3.x mean: direct Kahan sum, switching to an incremental mean on overflow.
+pub(crate) fn avg_p3(vs: &[f64]) -> f64 {
+    let mut acc = AvgAcc::new(vs[0]);
+    for &v in &vs[1..] {
+        acc.add(v);
+    }
+    acc.finish()
+}
+
+#[derive(Clone)]
+struct AvgAcc {
+    sum: f64,
+    c: f64,
+    mean: f64,
+    count: f64,
+    incremental: bool,
+}
+
+impl AvgAcc {
+    fn new(v: f64) -> Self {
+        AvgAcc {
+            sum: v,
+            c: 0.0,
+            mean: 0.0,
+            count: 1.0,
+            incremental: false,
+        }
+    }
+    fn add(&mut self, v: f64) {
+        self.count += 1.0;
+        let count = self.count;
+        if !self.incremental {
+            let (ns, nc) = kahan_inc(v, self.sum, self.c);
+            if !ns.is_infinite() {
+                self.sum = ns;
+                self.c = nc;
+                return;
+            }
+            self.incremental = true;
+            self.mean = self.sum / (count - 1.0);
+            self.c /= count - 1.0;
+        }
+        if self.mean.is_infinite() {
+            if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                return;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                return;
+            }
+        }
+        let current = self.mean + self.c;
+        (self.mean, self.c) = kahan_inc(v / count - current / count, self.mean, self.c);
+    }
+    fn finish(&self) -> f64 {
+        if self.incremental {
+            self.mean + self.c
+        } else {
+            (self.sum + self.c) / self.count
+        }
+    }
+}
+
+/// 2.42 mean: plain incremental mean.
+fn avg_242(vs: &[f64]) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    for &v in vs {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / count - mean / count;
+    }
+    mean
+}
+
+fn stdvar_over_time(vs: &[f64]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &v in vs {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Prometheus's `quantile`: NaN sorts first, linear interpolation between ranks.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init_y = vs[0];
+    let mut const_y = true;
+    for (i, (&t, &v)) in ts.iter().zip(vs).enumerate() {
+        if const_y && i > 0 && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn extrapolated_rate(w: &Win, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let n = w.vs.len();
+    if n < 2 {
+        return None;
+    }
+    let range_start = w.t - w.range_ms;
+    let range_end = w.t;
+    let first_t = w.ts[0];
+    let last_t = w.ts[n - 1];
+    let mut result = w.vs[n - 1] - w.vs[0];
+    if is_counter {
+        if w.p3 {
+            let mut prev = w.vs[0];
+            for &v in &w.vs[1..] {
+                if v < prev {
+                    result += prev;
+                }
+                prev = v;
+            }
+        } else {
+            let mut last = 0.0;
+            for &v in w.vs {
+                if v < last {
+                    result += last;
+                }
+                last = v;
+            }
+        }
+    }
+    let mut to_start = (first_t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_between = sampled / (n - 1) as f64;
+    let threshold = avg_between * 1.1;
+    let mut interval = sampled;
+    if w.p3 {
+        if to_start >= threshold {
+            to_start = avg_between / 2.0;
+        }
+        if is_counter {
+            let mut to_zero = to_start;
+            if result > 0.0 && w.vs[0] >= 0.0 {
+                to_zero = sampled * (w.vs[0] / result);
+            }
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
+        interval += to_start;
+        if to_end >= threshold {
+            to_end = avg_between / 2.0;
+        }
+        interval += to_end;
+    } else {
+        if is_counter && result > 0.0 && w.vs[0] >= 0.0 {
+            let to_zero = sampled * (w.vs[0] / result);
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
+        interval += if to_start < threshold {
+            to_start
+        } else {
+            avg_between / 2.0
+        };
+        interval += if to_end < threshold {
+            to_end
+        } else {
+            avg_between / 2.0
+        };
+    }
+    let mut factor = interval / sampled;
+    if is_rate {
+        factor /= w.range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(w: &Win, is_rate: bool) -> Option<f64> {
+    let n = w.vs.len();
+    if n < 2 {
+        return None;
+    }
+    let (lt, lv) = (w.ts[n - 1], w.vs[n - 1]);
+    let (pt, pv) = (w.ts[n - 2], w.vs[n - 2]);
+    let mut v = if is_rate && lv < pv { lv } else { lv - pv };
+    let dt = lt - pt;
+    if dt == 0 {
+        return None;
+    }
+    if is_rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+fn smoothing(w: &Win) -> Result<Option<f64>> {
+    let (sf, tf) = (w.p[0], w.p[1]);
+    if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
+        return err(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+            go_fmt_f(sf)
+        ));
+    }
+    if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
+        return err(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+            go_fmt_f(tf)
+        ));
+    }
+    let l = w.vs.len();
+    if l < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, w.vs[0]);
+    let mut b = w.vs[1] - w.vs[0];
+    for i in 1..l {
+        let x = sf * w.vs[i];
+        if i - 1 != 0 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
+
+/// Go's `%f`.
+fn go_fmt_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub(crate) fn go_fmt_shortest(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Go's `%g` for annotation messages.
+pub(crate) fn go_fmt_g(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e21).contains(&a) {
+        let s = format!("{v:e}");
+        // Rust: 1e-5 / 1.5e21; Go: 1e-05 / 1.5e+21.
+        if let Some((m, e)) = s.split_once('e') {
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', e),
+            };
+            let digits = if digits.len() < 2 {
+                format!("0{digits}")
+            } else {
+                digits.to_string()
+            };
+            return format!("{m}e{sign}{digits}");
+        }
+        s
+    } else {
+        format!("{v}")
+    }
+}
+
+// ------------------------------------------------------------------ calendar
+
+pub(crate) struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    weekday: u32,
+    yday: u32,
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if is_leap(y) {
+                29
+            } else {
+                28
+            }
+        }
+    }
+}
+
+pub(crate) fn civil(secs: i64) -> Civil {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = if m <= 2 { y + 1 } else { y };
+    let mut yday = d;
+    for mm in 1..m {
+        yday += days_in_month(year, mm);
+    }
+    Civil {
+        year,
+        month: m,
+        day: d,
+        hour: (rem / 3600) as u32,
+        minute: ((rem % 3600) / 60) as u32,
+        weekday: (days + 4).rem_euclid(7) as u32,
+        yday,
+    }
+}
+
+// ------------------------------------------------------------------ hashing (limit_ratio)
+
+/// xxHash64 with seed 0, as Prometheus's `labels.Hash()` uses.
+pub(crate) fn xxh64(data: &[u8]) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, input: u64) -> u64 {
+        acc.wrapping_add(input.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    }
+    fn merge(acc: u64, val: u64) -> u64 {
+        (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    let rd64 = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let len = data.len();
+    let mut p = data;
+    let mut h: u64;
+    if len >= 32 {
+        let mut v1 = P1.wrapping_add(P2);
+        let mut v2 = P2;
+        let mut v3 = 0u64;
+        let mut v4 = 0u64.wrapping_sub(P1);
+        while p.len() >= 32 {
+            v1 = round(v1, rd64(&p[0..]));
+            v2 = round(v2, rd64(&p[8..]));
+            v3 = round(v3, rd64(&p[16..]));
+            v4 = round(v4, rd64(&p[24..]));
+            p = &p[32..];
+        }
+        h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
+        h = merge(h, v1);
+        h = merge(h, v2);
+        h = merge(h, v3);
+        h = merge(h, v4);
+    } else {
+        h = P5;
+    }
+    h = h.wrapping_add(len as u64);
+    while p.len() >= 8 {
+        h ^= round(0, rd64(p));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        p = &p[8..];
+    }
+    if p.len() >= 4 {
+        let k = u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as u64;
+        h ^= k.wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        p = &p[4..];
+    }
+    for &b in p {
+        h ^= (b as u64).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^= h >> 32;
+    h
+}
+
+pub(crate) fn labels_hash(l: &Labels) -> u64 {
+    let mut b = Vec::with_capacity(128);
+    for p in l.iter() {
+        b.extend_from_slice(p.name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(p.value.as_bytes());
+        b.push(0xff);
+    }
+    xxh64(&b)
+}
+
+// ------------------------------------------------------------------ calls
+
+fn label_name_ok(ev: &Evaluator, name: &str) -> bool {
+    if ev.p3 {
+        !name.is_empty()
+    } else {
+        tsq_storage::labels::is_valid_label_name(name)
+    }
+}
+
+/// Evaluates a function call.
+pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
+    let name = c.func.as_str();
+    let Some(def) = lookup(name) else {
+        return Err(Error::Unsupported(format!(
+            "function {name:?} is not implemented"
+        )));
+    };
+    if ev.p3 && name == "holt_winters" {
+        return err("unknown function with name \"holt_winters\" (renamed to double_exponential_smoothing in Prometheus 3; use profile prometheus-2.42)");
+    }
+    match def.kind {
+        Kind::Range { f, arg, keep_name } => range_fn(ev, c, r, name, f, arg, keep_name),
+        Kind::Elem(f) => {
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let params: Vec<Vec<f64>> = c.args[1..]
+                .iter()
+                .map(|a| ev.eval_scalar(a, r))
+                .collect::<Result<_>>()?;
+            let mut p = vec![0.0; params.len()];
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                let mut pts = Vec::with_capacity(s.pts.len());
+                for &(t, x) in &s.pts {
+                    let i = r.idx(t);
+                    for (k, pv) in params.iter().enumerate() {
+                        p[k] = pv[i];
+                    }
+                    if let Some(y) = f(x, &p) {
+                        pts.push((t, y));
+                    }
+                }
+                if pts.is_empty() {
+                    continue;
+                }
+                s.pts = pts;
+                ev.drop_name(&mut s);
+                out.push(s);
+            }
+            check_dups_242(ev, &out)?;
+            Ok(Val::Vector(out))
+        }
+        Kind::Date(f) => {
+            if c.args.is_empty() {
+                let pts = (0..r.n())
+                    .map(|i| (r.ts(i), f(&civil(r.ts(i).div_euclid(1000)))))
+                    .collect();
+                return Ok(Val::Vector(vec![SeriesV {
+                    labels: Labels::default(),
+                    drop_name: false,
+                    pts,
+                }]));
+            }
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                for p in &mut s.pts {
+                    p.1 = f(&civil(p.1 as i64));
+                }
+                ev.drop_name(&mut s);
+                out.push(s);
+            }
+            check_dups_242(ev, &out)?;
+            Ok(Val::Vector(out))
+        }
+        Kind::Special => special(ev, c, r, name),
+    }
+}
+
+fn check_dups_242(ev: &Evaluator, out: &[SeriesV]) -> Result<()> {
+    if ev.p3 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in out {
+        if !seen.insert(&s.labels) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+    }
+    Ok(())
+}
+
+fn is_counter_name(n: &str) -> bool {
+    n.ends_with("_total") || n.ends_with("_sum") || n.ends_with("_count") || n.ends_with("_bucket")
+}
+
+fn range_fn(
+    ev: &mut Evaluator,
+    c: &Call,
+    r: &Range,
+    name: &str,
+    f: RangeImpl,
+    arg_idx: usize,
+    keep_name: bool,
+) -> Result<Val> {
+    let mut params: Vec<Vec<f64>> = Vec::new();
+    for (j, a) in c.args.iter().enumerate() {
+        if j != arg_idx {
+            params.push(ev.eval_scalar(a, r)?);
+        }
+    }
+    if name == "quantile_over_time" {
+        if let Some(&q) = params[0]
+            .iter()
+            .find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
+        {
+            // Emitted below only if some window is non-empty.
+            let arg = ev.eval_range_arg(&c.args[arg_idx], r)?;
+            let any = arg.series.iter().any(|s| {
+                (0..r.n()).any(|i| {
+                    let (lo, hi) = arg.window(s, i);
+                    lo < hi
+                })
+            });
+            if any {
+                ev.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    go_fmt_g(q)
+                ));
+            }
+            return run_range(ev, arg, r, name, f, &params, keep_name);
+        }
+    }
+    let arg = ev.eval_range_arg(&c.args[arg_idx], r)?;
+    run_range(ev, arg, r, name, f, &params, keep_name)
+}
+
+fn run_range(
+    ev: &mut Evaluator,
+    arg: RangeArg,
+    r: &Range,
+    name: &str,
+    f: RangeImpl,
+    params: &[Vec<f64>],
+    keep_name: bool,
+) -> Result<Val> {
+    let n = r.n();
+    let p3 = ev.p3;
+    let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
+    let one = |s: &RawSeries| -> Result<Vec<(i64, f64)>> {
+        let mut pts = Vec::new();
+        let mut p = vec![0.0; params.len()];
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for i in 0..n {
+            let t = arg.eval_t[i];
+            if monotonic {
+                let from = t - arg.range_ms;
+                if arg.left_open {
+                    while lo < s.ts.len() && s.ts[lo] <= from {
+                        lo += 1;
+                    }
+                } else {
+                    while lo < s.ts.len() && s.ts[lo] < from {
+                        lo += 1;
+                    }
+                }
+                if hi < lo {
+                    hi = lo;
+                }
+                while hi < s.ts.len() && s.ts[hi] <= t {
+                    hi += 1;
+                }
+            } else {
+                (lo, hi) = arg.window(s, i);
+            }
+            if lo >= hi {
+                continue;
+            }
+            for (k, pv) in params.iter().enumerate() {
+                p[k] = pv[i];
+            }
+            let w = Win {
+                ts: &s.ts[lo..hi],
+                vs: &s.vs[lo..hi],
+                t,
+                step_t: r.ts(i),
+                range_ms: arg.range_ms,
+                p: &p,
+                p3,
+            };
+            if let Some(v) = f(&w)? {
+                pts.push((r.ts(i), v));
+            }
+        }
+        Ok(pts)
+    };
+    let threads = ev.opts.threads.max(1);
+    let results: Vec<Result<Vec<(i64, f64)>>> = if threads > 1 && arg.series.len() >= 64 {
+        let chunk = arg.series.len().div_ceil(threads);
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = arg
+                .series
+                .chunks(chunk)
+                .map(|part| sc.spawn(|| part.iter().map(&one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err(Error::Internal("worker panicked".into()))])
+                })
+                .collect()
+        })
+    } else {
+        arg.series.iter().map(one).collect()
+    };
+    let mut out = Vec::new();
+    let counter_info = matches!(name, "rate" | "increase");
+    for (s, pts) in arg.series.into_iter().zip(results) {
+        let pts = pts?;
+        if pts.is_empty() {
+            continue;
+        }
+        if counter_info {
+            if let Some(m) = s.labels.metric_name() {
+                if !is_counter_name(m) {
+                    let msg = format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {m:?}");
+                    ev.info(msg);
+                }
+            }
+        }
+        let mut sv = SeriesV {
+            labels: s.labels,
+            drop_name: s.drop_name,
+            pts,
+        };
+        if !keep_name {
+            ev.drop_name(&mut sv);
+        }
+        out.push(sv);
+    }
+    check_dups_242(ev, &out)?;
+    Ok(Val::Vector(out))
+}
+
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match e {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.selector,
+        _ => return Labels::default(),
+    };
+    let mut l = Labels::default();
+    let mut has: std::collections::HashSet<&str> = Default::default();
+    for m in &vs.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == tsq_parser::MatchOp::Equal && !has.contains(m.name.as_str()) {
+            l.set(&m.name, &m.value);
+            has.insert(&m.name);
+        } else {
+            l.remove(&m.name);
+        }
+    }
+    l
+}
+
+/// `github.com/facette/natsort`'s `Compare(a, b)`: a < b in natural order.
+fn natsort_less(a: &str, b: &str) -> bool {
+    fn chunks(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let d = bytes[i].is_ascii_digit();
+            let mut j = i;
+            while j < bytes.len() && bytes[j].is_ascii_digit() == d {
+                j += 1;
+            }
+            out.push(&s[i..j]);
+            i = j;
+        }
+        out
+    }
+    let ca = chunks(a);
+    let cb = chunks(b);
+    for i in 0..ca.len() {
+        if i >= cb.len() {
+            return false;
+        }
+        let ai = ca[i].parse::<i64>();
+        let bi = cb[i].parse::<i64>();
+        if let (Ok(x), Ok(y)) = (&ai, &bi) {
+            if x == y {
+                if i == ca.len() - 1 {
+                    return true;
+                } else if i == cb.len() - 1 {
+                    return false;
+                }
+                continue;
+            }
+            return x < y;
+        }
+        if ca[i] == cb[i] {
+            if i == ca.len() - 1 {
+                return true;
+            } else if i == cb.len() - 1 {
+                return false;
+            }
+            continue;
+        }
+        return ca[i] < cb[i];
+    }
+    false
+}
+
+fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
+    let n = r.n();
+    if name.starts_with("sort") && r.start != r.end {
+        ev.warn(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels"
+                .into(),
+        );
+    }
+    match name {
+        "time" => Ok(Val::Scalar(
+            (0..n).map(|i| r.ts(i) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let s = ev.eval_scalar(&c.args[0], r)?;
+            Ok(Val::Vector(vec![SeriesV {
+                labels: Labels::default(),
+                drop_name: false,
+                pts: (0..n).map(|i| (r.ts(i), s[i])).collect(),
+            }]))
+        }
+        "scalar" => {
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let mut cnt = vec![0u32; n];
+            let mut val = vec![f64::NAN; n];
+            for s in &v {
+                for &(t, x) in &s.pts {
+                    let i = r.idx(t);
+                    cnt[i] += 1;
+                    val[i] = x;
+                }
+            }
+            Ok(Val::Scalar(
+                (0..n)
+                    .map(|i| if cnt[i] == 1 { val[i] } else { f64::NAN })
+                    .collect(),
+            ))
+        }
+        "timestamp" => {
+            let arg = unparen(&c.args[0]);
+            let v = if let Expr::VectorSelector(vs) = arg {
+                ev.eval_selector_timestamps(vs, r)?
+            } else {
+                let mut v = ev.eval_vector(arg, r)?;
+                for s in &mut v {
+                    for p in &mut s.pts {
+                        p.1 = p.0 as f64 / 1000.0;
+                    }
+                }
+                v
+            };
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                ev.drop_name(&mut s);
+                out.push(s);
+            }
+            check_dups_242(ev, &out)?;
+            Ok(Val::Vector(out))
+        }
+        "absent" => {
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let mut present = vec![false; n];
+            for s in &v {
+                for &(t, _) in &s.pts {
+                    present[r.idx(t)] = true;
+                }
+            }
+            let pts: Vec<(i64, f64)> = (0..n)
+                .filter(|&i| !present[i])
+                .map(|i| (r.ts(i), 1.0))
+                .collect();
+            if pts.is_empty() {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(Val::Vector(vec![SeriesV {
+                labels: absent_labels(&c.args[0]),
+                drop_name: false,
+                pts,
+            }]))
+        }
+        "absent_over_time" => {
+            let arg = ev.eval_range_arg(&c.args[0], r)?;
+            let mut pts = Vec::new();
+            for i in 0..n {
+                let any = arg.series.iter().any(|s| {
+                    let (lo, hi) = arg.window(s, i);
+                    lo < hi
+                });
+                if !any {
+                    pts.push((r.ts(i), 1.0));
+                }
+            }
+            if pts.is_empty() {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(Val::Vector(vec![SeriesV {
+                labels: absent_labels(unparen(&c.args[0])),
+                drop_name: false,
+                pts,
+            }]))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = ev.eval_vector(&c.args[0], r)?;
+            if n == 1 {
+                let desc = name == "sort_desc";
+                v.sort_by(|a, b| {
+                    let (x, y) = (a.pts[0].1, b.pts[0].1);
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ => {
+                            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                            if desc {
+                                o.reverse()
+                            } else {
+                                o
+                            }
+                        }
+                    }
+                });
+            }
+            Ok(Val::Vector(v))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = ev.eval_vector(&c.args[0], r)?;
+            let mut names = Vec::new();
+            for a in &c.args[1..] {
+                names.push(ev.eval_string(a, r)?);
+            }
+            let desc = name == "sort_by_label_desc";
+            v.sort_by(|a, b| {
+                for l in &names {
+                    let x = a.labels.get(l).unwrap_or("");
+                    let y = b.labels.get(l).unwrap_or("");
+                    if x == y {
+                        continue;
+                    }
+                    let less = if desc {
+                        natsort_less(y, x)
+                    } else {
+                        natsort_less(x, y)
+                    };
+                    return if less {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    };
+                }
+                if desc {
+                    b.labels.cmp(&a.labels)
+                } else {
+                    a.labels.cmp(&b.labels)
+                }
+            });
+            Ok(Val::Vector(v))
+        }
+        "label_replace" => {
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let dst = ev.eval_string(&c.args[1], r)?;
+            let repl = ev.eval_string(&c.args[2], r)?;
+            let src = ev.eval_string(&c.args[3], r)?;
+            let re_s = ev.eval_string(&c.args[4], r)?;
+            let re = regex::RegexBuilder::new(&format!("^(?:{re_s})$"))
+                .dot_matches_new_line(ev.p3)
+                .build()
+                .map_err(|e| {
+                    Error::Eval(format!(
+                        "invalid regular expression in label_replace(): {re_s}: {e}"
+                    ))
+                })?;
+            if !label_name_ok(ev, &dst) {
+                return err(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                ));
+            }
+            let mut out = OutBuilder::default();
+            for s in v {
+                let mut labels = s.labels.clone();
+                let mut dn = s.drop_name;
+                let sv = s.labels.get(&src).unwrap_or("");
+                if let Some(caps) = re.captures(sv) {
+                    let mut res = String::new();
+                    caps.expand(&repl, &mut res);
+                    labels.set(&dst, &res);
+                    if dst == METRIC_NAME {
+                        dn = false;
+                    }
+                }
+                for (t, x) in s.pts {
+                    out.push(labels.clone(), dn, t, x)?;
+                }
+            }
+            Ok(Val::Vector(out.series))
+        }
+        "label_join" => {
+            let v = ev.eval_vector(&c.args[0], r)?;
+            let dst = ev.eval_string(&c.args[1], r)?;
+            let sep = ev.eval_string(&c.args[2], r)?;
+            let mut srcs = Vec::new();
+            for a in &c.args[3..] {
+                let s = ev.eval_string(a, r)?;
+                if !label_name_ok(ev, &s) {
+                    return err(format!("invalid source label name in label_join(): {s}"));
+                }
+                srcs.push(s);
+            }
+            if !label_name_ok(ev, &dst) {
+                return err(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                ));
+            }
+            let mut out = OutBuilder::default();
+            for s in v {
+                let mut labels = s.labels.clone();
+                let joined: Vec<&str> =
+                    srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+                labels.set(&dst, &joined.join(&sep));
+                let dn = s.drop_name && dst != METRIC_NAME;
+                for (t, x) in s.pts {
+                    out.push(labels.clone(), dn, t, x)?;
+                }
+            }
+            Ok(Val::Vector(out.series))
+        }
+        "histogram_quantile" => histogram_quantile(ev, c, r),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction"
+        | "histogram_stddev" | "histogram_stdvar" => {
+            // Defined on native histograms only; float samples give no result.
+            for a in &c.args {
+                ev.eval(a, r)?;
+            }
+            Ok(Val::Vector(Vec::new()))
+        }
+        "info" => info(ev, c, r),
+        _ => Err(Error::Internal(format!(
+            "special function {name} not dispatched"
+        ))),
+    }
+}
+
+/// `info(v [, {data-label-selector}])`: adds the data labels of the info series (default
+/// `target_info`) that share `v`'s identifying labels `instance` and `job`. Labels already on
+/// the series win; series without a matching info series are returned unchanged.
+fn info(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
+    const IDENTIFYING: [&str; 2] = ["instance", "job"];
+    let v = ev.eval_vector(&c.args[0], r)?;
+    let mut name_matchers = Vec::new();
+    let mut data_matchers = Vec::new();
+    // The info series are looked up at the times the input was: the `@`/offset of the input
+    // selector, or of the data-label selector when it has one.
+    let (mut at, mut offset) = match unparen(&c.args[0]) {
+        Expr::VectorSelector(vs) => (vs.at.clone(), vs.offset.clone()),
+        _ => (None, None),
+    };
+    if let Some(Expr::VectorSelector(sel)) = c.args.get(1).map(unparen) {
+        if sel.at.is_some() || sel.offset.is_some() {
+            (at, offset) = (sel.at.clone(), sel.offset.clone());
+        }
+        for m in &sel.matchers {
+            if m.name == METRIC_NAME {
+                name_matchers.push(m.clone());
+            } else {
+                data_matchers.push(m.clone());
+            }
+        }
+    }
+    if name_matchers.is_empty() {
+        name_matchers.push(tsq_parser::Matcher {
+            name: METRIC_NAME.into(),
+            op: tsq_parser::MatchOp::Equal,
+            value: "target_info".into(),
+        });
+    }
+    let sel = tsq_parser::VectorSelector {
+        name: None,
+        matchers: name_matchers,
+        offset,
+        at,
+    };
+    let infos = match ev.eval(&Expr::VectorSelector(sel), r)? {
+        Val::Vector(x) => x,
+        _ => Vec::new(),
+    };
+    if infos.is_empty() {
+        return Ok(Val::Vector(v));
+    }
+    let dm: Vec<tsq_storage::Matcher> = data_matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op {
+                tsq_parser::MatchOp::Equal => tsq_storage::MatchOp::Equal,
+                tsq_parser::MatchOp::NotEqual => tsq_storage::MatchOp::NotEqual,
+                tsq_parser::MatchOp::Regex => tsq_storage::MatchOp::Regex,
+                tsq_parser::MatchOp::NotRegex => tsq_storage::MatchOp::NotRegex,
+            };
+            tsq_storage::Matcher::new(op, m.name.clone(), m.value.clone(), ev.p3)
+                .map_err(|e| Error::Eval(format!("invalid regular expression {:?}: {e}", m.value)))
+        })
+        .collect::<Result<_>>()?;
+    let key = |l: &Labels| -> String {
+        IDENTIFYING
+            .iter()
+            .map(|n| l.get(n).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\u{ff}")
+    };
+    // Per step: identifying key -> data labels.
+    let n = r.n();
+    let mut per_step: Vec<HashMap<String, Vec<(String, String)>>> = vec![HashMap::new(); n];
+    for s in &infos {
+        if !dm.iter().all(|m| m.matches_labels(&s.labels)) {
+            continue;
+        }
+        let k = key(&s.labels);
+        let data: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .filter(|p| p.name != METRIC_NAME && !IDENTIFYING.contains(&p.name.as_str()))
+            .filter(|p| {
+                dm.iter()
+                    .filter(|m| m.name == p.name)
+                    .all(|m| m.matches(&p.value))
+            })
+            .filter(|p| dm.is_empty() || dm.iter().any(|m| m.name == p.name))
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect();
+        for &(t, _) in &s.pts {
+            per_step[r.idx(t)]
+                .entry(k.clone())
+                .or_default()
+                .extend(data.clone());
+        }
+    }
+    let mut out = OutBuilder::default();
+    for s in v {
+        let k = key(&s.labels);
+        for &(t, x) in &s.pts {
+            let mut labels = s.labels.clone();
+            if let Some(data) = per_step[r.idx(t)].get(&k) {
+                for (n, val) in data {
+                    if labels.get(n).is_none() {
+                        labels.set(n, val);
+                    }
+                }
+            }
+            out.push(labels, s.drop_name, t, x)?;
+        }
+    }
+    Ok(Val::Vector(out.series))
+}
+
+fn histogram_quantile(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
+    let q = ev.eval_scalar(&c.args[0], r)?;
+    let v = ev.eval_vector(&c.args[1], r)?;
+    let n = r.n();
+    // Group key per series (labels without le and __name__), and its upper bound.
+    let mut groups: HashMap<Labels, usize> = HashMap::new();
+    let mut group_labels: Vec<Labels> = Vec::new();
+    let mut per_series: Vec<Option<(usize, f64)>> = Vec::with_capacity(v.len());
+    for s in &v {
+        let le = s.labels.get("le").unwrap_or("");
+        let ub = match parse_go_float(le) {
+            Some(x) => x,
+            None => {
+                if !s.pts.is_empty() {
+                    ev.warn(format!(
+                        "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                        le,
+                        s.labels.metric_name().unwrap_or("")
+                    ));
+                }
+                per_series.push(None);
+                continue;
+            }
+        };
+        let mut key = s.labels.without_metric_name();
+        key.remove("le");
+        let g = *groups.entry(key.clone()).or_insert_with(|| {
+            group_labels.push(key);
+            group_labels.len() - 1
+        });
+        per_series.push(Some((g, ub)));
+    }
+    let mut by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    for (i, s) in v.iter().enumerate() {
+        if per_series[i].is_some() {
+            for &(t, x) in &s.pts {
+                by_step[r.idx(t)].push((i, x));
+            }
+        }
+    }
+    let mut out = OutBuilder::default();
+    let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); group_labels.len()];
+    let mut qwarn = None;
+    for (step, items) in by_step.iter().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        let qv = q[step];
+        if qv.is_nan() || !(0.0..=1.0).contains(&qv) {
+            qwarn = Some(qv);
+        }
+        for b in &mut buckets {
+            b.clear();
+        }
+        let mut order = Vec::new();
+        for &(i, x) in items {
+            let (g, ub) = per_series[i].unwrap_or((0, 0.0));
+            if buckets[g].is_empty() {
+                order.push(g);
+            }
+            buckets[g].push((ub, x));
+        }
+        for g in order {
+            let (val, forced) = bucket_quantile(qv, &mut buckets[g]);
+            if forced {
+                let name = v
+                    .iter()
+                    .find_map(|s| {
+                        let mut k = s.labels.without_metric_name();
+                        k.remove("le");
+                        (k == group_labels[g]).then(|| s.labels.metric_name().unwrap_or(""))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                ev.info(format!("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"));
+            }
+            out.push(group_labels[g].clone(), false, r.ts(step), val)?;
+        }
+    }
+    if let Some(qv) = qwarn {
+        ev.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}",
+            go_fmt_g(qv)
+        ));
+    }
+    Ok(Val::Vector(out.series))
+}
+
+/// Go's `strconv.ParseFloat` for bucket bounds.
+pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty() || t != s {
+        return None;
+    }
+    match t.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    t.parse::<f64>().ok()
+}
+
+fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < eps * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}
+
+/// Prometheus's `BucketQuantile` for classic buckets `(upper bound, cumulative count)`.
+/// Returns the value and whether monotonicity had to be forced.
+fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
+    if q.is_nan() {
+        return (f64::NAN, false);
+    }
+    if q < 0.0 {
+        return (f64::NEG_INFINITY, false);
+    }
+    if q > 1.0 {
+        return (f64::INFINITY, false);
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+        return (f64::NAN, false);
+    }
+    // Coalesce equal bounds.
+    let mut co: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(ub, c) in b.iter() {
+        match co.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => co.push((ub, c)),
+        }
+    }
+    let mut forced = false;
+    let mut prev = co[0].1;
+    for x in co.iter_mut().skip(1) {
+        let curr = x.1;
+        if curr == prev {
+            continue;
+        }
+        if almost_equal(prev, curr, 1e-12) {
+            x.1 = prev;
+            continue;
+        }
+        if curr < prev {
+            x.1 = prev;
+            forced = true;
+            continue;
+        }
+        prev = curr;
+    }
+    if co.len() < 2 {
+        return (f64::NAN, forced);
+    }
+    let obs = co[co.len() - 1].1;
+    if obs == 0.0 {
+        return (f64::NAN, forced);
+    }
+    let mut rank = q * obs;
+    let nb = co.len() - 1;
+    let bi = co[..nb].partition_point(|x| x.1 < rank);
+    if bi == nb {
+        return (co[nb - 1].0, forced);
+    }
+    if bi == 0 && co[0].0 <= 0.0 {
+        return (co[0].0, forced);
+    }
+    let mut start = 0.0;
+    let end = co[bi].0;
+    let mut count = co[bi].1;
+    if bi > 0 {
+        start = co[bi - 1].0;
+        count -= co[bi - 1].1;
+        rank -= co[bi - 1].1;
+    }
+    (start + (end - start) * (rank / count), forced)
+}
+
+// ------------------------------------------------------------------ aggregation
+
+#[derive(Clone)]
+struct Acc {
+    seen: bool,
+    v: f64,
+    c: f64,
+    mean: f64,
+    count: f64,
+    avg: Option<AvgAcc>,
+    vals: Vec<f64>,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            seen: false,
+            v: 0.0,
+            c: 0.0,
+            mean: 0.0,
+            count: 0.0,
+            avg: None,
+            vals: Vec::new(),
+        }
+    }
+}
+
+fn grouping_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
+    if without {
+        Labels::from_sorted(
+            l.iter()
+                .filter(|p| p.name != METRIC_NAME && !names.contains(&p.name))
+                .cloned()
+                .collect(),
+        )
+    } else {
+        Labels::from_sorted(
+            l.iter()
+                .filter(|p| names.contains(&p.name))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+/// Evaluates an aggregation.
+pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Result<Val> {
+    let op = a.op;
+    if op == AggregateOp::OutliersMad {
+        return Err(Error::Unsupported(
+            "outliers_mad is not implemented yet".into(),
+        ));
+    }
+    let n = r.n();
+    let mut param: Option<Vec<f64>> = None;
+    let mut cv_label = None;
+    match op {
+        AggregateOp::Topk
+        | AggregateOp::Bottomk
+        | AggregateOp::Limitk
+        | AggregateOp::Quantile
+        | AggregateOp::LimitRatio => {
+            let p = a
+                .param
+                .as_ref()
+                .ok_or_else(|| Error::Eval("aggregation parameter missing".into()))?;
+            param = Some(ev.eval_scalar(p, r)?);
+        }
+        AggregateOp::CountValues => {
+            let p = a
+                .param
+                .as_ref()
+                .ok_or_else(|| Error::Eval("aggregation parameter missing".into()))?;
+            let l = ev.eval_string(p, r)?;
+            if !label_name_ok(ev, &l) {
+                return err(format!("invalid label name {l:?}"));
+            }
+            cv_label = Some(l);
+        }
+        _ => {}
+    }
+    let input = ev.eval_vector(&a.expr, r)?;
+    let (without, names): (bool, Vec<String>) = match &a.grouping {
+        Some(g) => (g.without, g.labels.clone()),
+        None => (false, Vec::new()),
+    };
+    // Groups, in order of first appearance.
+    let mut gidx: HashMap<Labels, usize> = HashMap::new();
+    let mut glabels: Vec<Labels> = Vec::new();
+    let mut series_group = Vec::with_capacity(input.len());
+    for s in &input {
+        let gl = grouping_labels(&s.labels, without, &names);
+        let g = match gidx.get(&gl) {
+            Some(&g) => g,
+            None => {
+                gidx.insert(gl.clone(), glabels.len());
+                glabels.push(gl);
+                glabels.len() - 1
+            }
+        };
+        series_group.push(g);
+    }
+    let mut by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    for (i, s) in input.iter().enumerate() {
+        for &(t, v) in &s.pts {
+            by_step[r.idx(t)].push((i, v));
+        }
+    }
+    let ng = glabels.len();
+    let mut out = OutBuilder::default();
+    match op {
+        AggregateOp::Topk
+        | AggregateOp::Bottomk
+        | AggregateOp::Limitk
+        | AggregateOp::LimitRatio => {
+            let pv = param.unwrap_or_default();
+            let mut members: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ng];
+            // Output in group order; remember the per-step order for instant queries.
+            for (step, items) in by_step.iter().enumerate() {
+                if items.is_empty() {
+                    continue;
+                }
+                let p = pv[step];
+                let k: i64;
+                if op == AggregateOp::LimitRatio {
+                    if p.is_nan() {
+                        return err("Ratio value is NaN");
+                    }
+                    k = 0;
+                } else {
+                    if p.is_nan() {
+                        return err("Parameter value is NaN");
+                    }
+                    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&p) {
+                        return err(format!("Scalar value {} overflows int64", go_fmt_g(p)));
+                    }
+                    k = p as i64;
+                    if k < 1 {
+                        continue;
+                    }
+                }
+                let ratio = if op == AggregateOp::LimitRatio {
+                    let mut rr = p;
+                    if !(-1.0..=1.0).contains(&rr) {
+                        let capped = rr.clamp(-1.0, 1.0);
+                        ev.warn(format!(
+                            "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                            go_fmt_g(rr),
+                            go_fmt_g(capped)
+                        ));
+                        rr = capped;
+                    }
+                    rr
+                } else {
+                    0.0
+                };
+                for m in &mut members {
+                    m.clear();
+                }
+                let mut order = Vec::new();
+                for &(i, v) in items {
+                    let g = series_group[i];
+                    if members[g].is_empty() {
+                        order.push(g);
+                    }
+                    members[g].push((i, v));
+                }
+                let t = r.ts(step);
+                for g in order {
+                    let m = &mut members[g];
+                    let chosen: Vec<(usize, f64)> = match op {
+                        AggregateOp::Limitk => m.iter().take(k as usize).copied().collect(),
+                        AggregateOp::LimitRatio => m
+                            .iter()
+                            .filter(|(i, _)| {
+                                let off = labels_hash(&input[*i].labels) as f64 / u64::MAX as f64;
+                                (ratio >= 0.0 && off < ratio) || (ratio < 0.0 && off >= 1.0 + ratio)
+                            })
+                            .copied()
+                            .collect(),
+                        _ => {
+                            let top = op == AggregateOp::Topk;
+                            // NaN is the least wanted for both; ties keep input order.
+                            let mut idx: Vec<usize> = (0..m.len()).collect();
+                            idx.sort_by(|&x, &y| {
+                                let (a, b) = (m[x].1, m[y].1);
+                                let o = match (a.is_nan(), b.is_nan()) {
+                                    (true, true) => std::cmp::Ordering::Equal,
+                                    (true, false) => std::cmp::Ordering::Greater,
+                                    (false, true) => std::cmp::Ordering::Less,
+                                    _ => {
+                                        let o =
+                                            a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal);
+                                        if top {
+                                            o.reverse()
+                                        } else {
+                                            o
+                                        }
+                                    }
+                                };
+                                o.then(x.cmp(&y))
+                            });
+                            idx.into_iter().take(k as usize).map(|x| m[x]).collect()
+                        }
+                    };
+                    for (i, v) in chosen {
+                        let s = &input[i];
+                        out.push(s.labels.clone(), s.drop_name, t, v)?;
+                    }
+                }
+            }
+        }
+        AggregateOp::CountValues => {
+            let label = cv_label.unwrap_or_default();
+            for (step, items) in by_step.iter().enumerate() {
+                let t = r.ts(step);
+                let mut counts: Vec<(Labels, f64)> = Vec::new();
+                let mut pos: HashMap<Labels, usize> = HashMap::new();
+                for &(i, v) in items {
+                    let mut l = glabels[series_group[i]].clone();
+                    l.set(&label, &go_fmt_shortest(v));
+                    match pos.get(&l) {
+                        Some(&p) => counts[p].1 += 1.0,
+                        None => {
+                            pos.insert(l.clone(), counts.len());
+                            counts.push((l, 1.0));
+                        }
+                    }
+                }
+                for (l, c) in counts {
+                    out.push(l, false, t, c)?;
+                }
+            }
+        }
+        _ => {
+            // One output series per group, in order of first appearance.
+            let mut outs: Vec<Vec<(i64, f64)>> = vec![Vec::new(); ng];
+            let mut acc: Vec<Acc> = vec![Acc::default(); ng];
+            let qv = param.unwrap_or_default();
+            let mut qwarn = None;
+            for (step, items) in by_step.iter().enumerate() {
+                if items.is_empty() {
+                    continue;
+                }
+                let mut order = Vec::new();
+                for &(i, f) in items {
+                    let g = series_group[i];
+                    let a = &mut acc[g];
+                    if !a.seen {
+                        *a = Acc::default();
+                        a.seen = true;
+                        order.push(g);
+                        a.count = 1.0;
+                        match op {
+                            AggregateOp::Sum | AggregateOp::Min | AggregateOp::Max => a.v = f,
+                            AggregateOp::Avg => {
+                                if ev.p3 {
+                                    a.avg = Some(AvgAcc::new(f));
+                                } else {
+                                    a.mean = f;
+                                }
+                            }
+                            AggregateOp::Stddev | AggregateOp::Stdvar => {
+                                a.mean = f;
+                                a.v = if ev.p3 && (f.is_nan() || f.is_infinite()) {
+                                    f64::NAN
+                                } else {
+                                    0.0
+                                };
+                            }
+                            AggregateOp::Quantile => a.vals.push(f),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    a.count += 1.0;
+                    match op {
+                        AggregateOp::Sum => {
+                            if ev.p3 {
+                                (a.v, a.c) = kahan_inc(f, a.v, a.c);
+                            } else {
+                                a.v += f;
+                            }
+                        }
+                        AggregateOp::Min if a.v > f || a.v.is_nan() => a.v = f,
+                        AggregateOp::Max if a.v < f || a.v.is_nan() => a.v = f,
+                        AggregateOp::Avg => {
+                            if let Some(b) = &mut a.avg {
+                                b.add(f);
+                            } else {
+                                let cnt = a.count;
+                                if a.mean.is_infinite() {
+                                    if f.is_infinite() && (a.mean > 0.0) == (f > 0.0) {
+                                        continue;
+                                    }
+                                    if !f.is_infinite() && !f.is_nan() {
+                                        continue;
+                                    }
+                                }
+                                a.mean += f / cnt - a.mean / cnt;
+                            }
+                        }
+                        AggregateOp::Stddev | AggregateOp::Stdvar => {
+                            let delta = f - a.mean;
+                            a.mean += delta / a.count;
+                            a.v += delta * (f - a.mean);
+                        }
+                        AggregateOp::Quantile => a.vals.push(f),
+                        _ => {}
+                    }
+                }
+                let t = r.ts(step);
+                if op == AggregateOp::Quantile {
+                    let q = qv[step];
+                    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                        qwarn = Some(q);
+                    }
+                }
+                for g in order {
+                    let a = &mut acc[g];
+                    a.seen = false;
+                    let v = match op {
+                        AggregateOp::Sum => {
+                            if ev.p3 && !a.v.is_infinite() {
+                                a.v + a.c
+                            } else {
+                                a.v
+                            }
+                        }
+                        AggregateOp::Min | AggregateOp::Max => a.v,
+                        AggregateOp::Avg => match &a.avg {
+                            Some(b) => b.finish(),
+                            None => a.mean,
+                        },
+                        AggregateOp::Group => 1.0,
+                        AggregateOp::Count => a.count,
+                        AggregateOp::Stdvar => a.v / a.count,
+                        AggregateOp::Stddev => (a.v / a.count).sqrt(),
+                        AggregateOp::Quantile => quantile(qv[step], &mut a.vals),
+                        _ => return Err(Error::Internal("aggregation op".into())),
+                    };
+                    outs[g].push((t, v));
+                }
+            }
+            if let Some(q) = qwarn {
+                ev.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    go_fmt_g(q)
+                ));
+            }
+            return Ok(Val::Vector(
+                glabels
+                    .into_iter()
+                    .zip(outs)
+                    .enumerate()
+                    .filter(|(_, (_, pts))| !pts.is_empty())
+                    .map(|(g, (labels, pts))| SeriesV {
+                        labels,
+                        // As Prometheus: the flag of the input series with the group's index.
+                        drop_name: ev.p3 && input.get(g).is_some_and(|s| s.drop_name),
+                        pts,
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    Ok(Val::Vector(out.series))
+}
