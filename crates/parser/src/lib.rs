@@ -6,7 +6,7 @@
 //!   vector, scalar, string, plus tsq's `episodes`); errors carry the exact line and column.
 //! * The tree ([`Expr`]) prints back as canonical query text through `Display`, and
 //!   `parse(&expr.to_string())` gives the same tree.
-//! * [`functions`] / [`lookup_function`] expose the one signature table the type checker
+//! * [`functions()`] / [`lookup_function`] expose the one signature table the type checker
 //!   uses; [`Expr::value_type`] gives the type of any expression.
 //! * [`parse_duration`] and [`parse_matchers`] serve command-line arguments.
 //!
