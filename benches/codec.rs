@@ -54,6 +54,9 @@ impl Rng {
     }
 }
 
+/// One series: timestamps and values.
+type Series = (Vec<i64>, Vec<f64>);
+
 const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -151,10 +154,7 @@ fn decimal_gauge(rng: &mut Rng, n: usize) -> Vec<f64> {
 }
 
 /// Encodes `series` in chunks of `chunk` samples; returns (bytes, samples, codec histogram).
-fn encoded_size(
-    series: &[(Vec<i64>, Vec<f64>)],
-    chunk: usize,
-) -> (usize, usize, BTreeMap<String, usize>) {
+fn encoded_size(series: &[Series], chunk: usize) -> (usize, usize, BTreeMap<String, usize>) {
     let (mut bytes, mut samples) = (0, 0);
     let mut codecs = BTreeMap::new();
     let mut buf = Vec::new();
@@ -173,7 +173,7 @@ fn encoded_size(
     (bytes, samples, codecs)
 }
 
-fn report(name: &str, series: &[(Vec<i64>, Vec<f64>)], chunk: usize) -> (usize, usize) {
+fn report(name: &str, series: &[Series], chunk: usize) -> (usize, usize) {
     let (bytes, samples, codecs) = encoded_size(series, chunk);
     println!(
         "{name:<44} {:>6.3} bytes/sample  ({samples} samples, chunks of {chunk})  {codecs:?}",
@@ -182,8 +182,49 @@ fn report(name: &str, series: &[(Vec<i64>, Vec<f64>)], chunk: usize) -> (usize, 
     (bytes, samples)
 }
 
+/// Bytes/sample of the real benchmark datasets, as `tsq gen` makes them (default seed),
+/// cut into chunks of `chunk` samples per series, per metric and overall.
+fn report_dataset(label: &str, ds: &tsq::formats::gen::Dataset, chunk: usize) {
+    let mut per_metric: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    let mut all = Vec::new();
+    for (i, info) in ds.series().iter().enumerate() {
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        let _ = ds.for_each_sample_of::<()>(i, |t, v| {
+            ts.push(t);
+            vals.push(v);
+            Ok(())
+        });
+        per_metric
+            .entry(info.metric.clone())
+            .or_default()
+            .push((ts, vals));
+    }
+    println!("{label} ({} series):", ds.series().len());
+    for (metric, series) in per_metric {
+        report(&format!("  {metric}"), &series, chunk);
+        all.extend(series);
+    }
+    report("  overall", &all, chunk);
+}
+
 /// Prints bytes/sample for workload-shaped and devops-shaped data.
 fn print_sizes() {
+    use tsq::formats::gen::{devops, workload, DevopsParams, WorkloadParams};
+    let w = WorkloadParams {
+        days: 8,
+        ..WorkloadParams::default()
+    };
+    report_dataset(
+        "tsq gen workload --days 8 (regular 15 s)",
+        &workload(&w),
+        480,
+    );
+    report_dataset(
+        "tsq gen devops (1 day, 10 s)",
+        &devops(&DevopsParams::default()),
+        720,
+    );
+    println!("synthetic shapes made here (see the generators above):");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let n = 8 * 5760; // 8 days at 15 s
     let chunk = 480; // a 2 h block at 15 s
@@ -195,8 +236,8 @@ fn print_sizes() {
         ("workload, regular ts, latency 7 decimals", false, Some(7)),
         ("workload, jittered ts, latency full precision", true, None),
     ] {
-        let mut all: Vec<(Vec<i64>, Vec<f64>)> = Vec::new();
-        let mut per_metric: BTreeMap<&str, Vec<(Vec<i64>, Vec<f64>)>> = BTreeMap::new();
+        let mut all: Vec<Series> = Vec::new();
+        let mut per_metric: BTreeMap<&str, Vec<Series>> = BTreeMap::new();
         for _ in 0..instances {
             let ts = if jitter {
                 jittered_ts(&mut rng, n)
@@ -237,7 +278,7 @@ fn print_sizes() {
         }
         report("  overall", &all, chunk);
     }
-    let devops: Vec<(Vec<i64>, Vec<f64>)> = (0..100)
+    let devops: Vec<Series> = (0..100)
         .map(|_| (regular_ts(8640, 10_000), devops_walk(&mut rng, 8640)))
         .collect();
     report("devops (100 walks, 1 day at 10 s)", &devops, 720);
@@ -246,7 +287,7 @@ fn print_sizes() {
 /// One benchmark shape: many chunks of 720 samples.
 struct Shape {
     name: &'static str,
-    chunks: Vec<(Vec<i64>, Vec<f64>)>,
+    chunks: Vec<Series>,
 }
 
 fn shapes() -> Vec<Shape> {
@@ -254,7 +295,7 @@ fn shapes() -> Vec<Shape> {
     let n = 720;
     let k = 64;
     let regular = regular_ts(n, 15_000);
-    let make = |f: &mut dyn FnMut(&mut Rng) -> (Vec<i64>, Vec<f64>), rng: &mut Rng| {
+    let make = |f: &mut dyn FnMut(&mut Rng) -> Series, rng: &mut Rng| {
         (0..k).map(|_| f(rng)).collect::<Vec<_>>()
     };
     vec![

@@ -26,10 +26,15 @@ impl Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            h = (h ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
+            h = (h ^ u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .wrapping_mul(0x0000_0100_0000_01b3);
             h ^= h >> 29;
         }
         for &b in chunks.remainder() {
@@ -62,12 +67,20 @@ pub struct IngestArgs {
 }
 
 pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
-    let db = crate::open_rw(db_path)?;
+    // The database is opened only once a file has passed its check, so that a bad first
+    // file leaves even a new database directory uncreated.
+    let mut db: Option<Db> = None;
     let mut total = 0u64;
     let started = Instant::now();
     let mut failed = false;
     for file in &args.files {
-        match ingest_file(&db, file, &args) {
+        let res = check_file(file, &args).and_then(|checked| {
+            if db.is_none() {
+                db = Some(crate::open_rw(db_path)?);
+            }
+            write_file(db.as_ref().expect("opened above"), checked, &args)
+        });
+        match res {
             Ok(n) => total += n,
             Err(e) => {
                 eprintln!("{e:#}");
@@ -78,7 +91,9 @@ pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
             }
         }
     }
-    db.close()?;
+    if let Some(db) = db {
+        db.close()?;
+    }
     let secs = started.elapsed().as_secs_f64();
     if args.files.len() > 1 {
         eprintln!(
@@ -93,25 +108,112 @@ pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
     })
 }
 
-fn read_input(file: &Path) -> Result<(String, Vec<u8>)> {
-    if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading standard input")?;
-        Ok(("<stdin>".into(), buf))
-    } else {
-        let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        Ok((file.display().to_string(), data))
+/// A file that passed its check pass.
+pub struct Checked {
+    name: String,
+    source: Source,
+    format: Format,
+    opts: ParseOptions,
+    started: Instant,
+}
+
+/// Where the bytes come from: a file (read twice, in chunks) or standard input (held in
+/// memory, since it can be read only once).
+enum Source {
+    File(PathBuf),
+    Memory(Vec<u8>),
+}
+
+const CHUNK: usize = 4 << 20;
+
+impl Source {
+    fn open(file: &Path) -> Result<(String, Source)> {
+        if file.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading standard input")?;
+            Ok(("<stdin>".into(), Source::Memory(buf)))
+        } else {
+            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+            Ok((file.display().to_string(), Source::File(file.to_path_buf())))
+        }
+    }
+
+    /// The first bytes, for format detection.
+    fn head(&self) -> Result<Vec<u8>> {
+        match self {
+            Source::Memory(b) => Ok(b[..b.len().min(64 << 10)].to_vec()),
+            Source::File(p) => {
+                let mut f = std::fs::File::open(p)?;
+                let mut buf = vec![0; 64 << 10];
+                let mut n = 0;
+                while n < buf.len() {
+                    let k = f.read(&mut buf[n..])?;
+                    if k == 0 {
+                        break;
+                    }
+                    n += k;
+                }
+                buf.truncate(n);
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Parses the whole source in 4 MiB windows: memory stays bounded whatever the size.
+    fn parse<E>(
+        &self,
+        opts: &ParseOptions,
+        mut f: impl FnMut(Event<'_>) -> Result<(), E>,
+    ) -> Result<formats::ParseSummary, ParseFailure<E>>
+    where
+        E: From<std::io::Error>,
+    {
+        let mut parser = formats::Parser::new(opts);
+        match self {
+            Source::Memory(b) => parser.finish(b, f),
+            Source::File(p) => {
+                let mut file =
+                    std::fs::File::open(p).map_err(|e| ParseFailure::Callback(e.into()))?;
+                let mut buf = vec![0u8; CHUNK];
+                let mut filled = 0;
+                loop {
+                    if filled == buf.len() {
+                        // A line longer than the window: grow (the parser bounds line length).
+                        buf.resize(buf.len() * 2, 0);
+                    }
+                    let n = file
+                        .read(&mut buf[filled..])
+                        .map_err(|e| ParseFailure::Callback(e.into()))?;
+                    if n == 0 {
+                        return parser.finish(&buf[..filled], f);
+                    }
+                    filled += n;
+                    let used = parser.feed(&buf[..filled], &mut f)?;
+                    buf.copy_within(used..filled, 0);
+                    filled -= used;
+                }
+            }
+        }
     }
 }
 
-/// Imports one file; returns the number of samples written.
-pub fn ingest_file(db: &Db, file: &Path, args: &IngestArgs) -> Result<u64> {
-    let (name, data) = read_input(file)?;
+/// The error of the check pass: I/O only (syntax errors come as `ParseFailure::Syntax`).
+struct CheckIo(std::io::Error);
+
+impl From<std::io::Error> for CheckIo {
+    fn from(e: std::io::Error) -> Self {
+        CheckIo(e)
+    }
+}
+
+/// Reads and checks one file (pass 1): nothing is written.
+pub fn check_file(file: &Path, args: &IngestArgs) -> Result<Checked> {
+    let (name, source) = Source::open(file)?;
     let format = if args.format == "auto" {
         let fname = (name != "<stdin>").then_some(name.as_str());
-        formats::detect_format(fname, &data)
+        formats::detect_format(fname, &source.head()?)
             .ok_or_else(|| anyhow!("{name}: cannot tell the format; pass --format"))?
     } else {
         Format::parse(&args.format).expect("validated by clap")
@@ -120,12 +222,10 @@ pub fn ingest_file(db: &Db, file: &Path, args: &IngestArgs) -> Result<u64> {
     opts.precision = Precision::parse(&args.precision).expect("validated by clap");
     opts.skip_invalid = args.skip_invalid;
     let started = Instant::now();
-
-    // Pass 1: check everything before writing anything.
-    let summary = match formats::parse(&data, &opts, |_| Ok::<(), ()>(())) {
+    let summary = match source.parse(&opts, |_| Ok::<(), CheckIo>(())) {
         Ok(s) => s,
         Err(ParseFailure::Syntax(e)) => bail!("{name}:{}:{}: {}", e.line, e.column, e.message),
-        Err(ParseFailure::Callback(())) => unreachable!("the check pass never fails"),
+        Err(ParseFailure::Callback(CheckIo(e))) => return Err(anyhow!("{name}: {e}")),
     };
     if summary.error_count > 0 {
         eprintln!(
@@ -136,12 +236,29 @@ pub fn ingest_file(db: &Db, file: &Path, args: &IngestArgs) -> Result<u64> {
             eprintln!("  {name}:{}:{}: {}", e.line, e.column, e.message);
         }
     }
+    Ok(Checked {
+        name,
+        source,
+        format,
+        opts,
+        started,
+    })
+}
 
+/// Writes a checked file (pass 2); returns the number of samples written.
+pub fn write_file(db: &Db, checked: Checked, args: &IngestArgs) -> Result<u64> {
+    let Checked {
+        name,
+        source,
+        format,
+        opts,
+        started,
+    } = checked;
     // Pass 2: write.
     let mut refs = KeyMap::default();
     let mut app = db.appender();
     let mut written = 0u64;
-    let res = formats::parse(&data, &opts, |ev| -> Result<()> {
+    let res = source.parse(&opts, |ev| -> Result<()> {
         match ev {
             Event::Sample(rec) => {
                 let r = match refs.get(rec.series_key) {

@@ -150,7 +150,7 @@ static FUNCS: &[FnDef] = &[
     } else {
         w.vs.iter().sum()
     }))),
-    r!("count_over_time", |w| Ok(Some(w.vs.len() as f64))),
+    r!("count_over_time", |w| Ok(Some(w.vs.len() as f64))), // O(1) per window
     r!("min_over_time", |w| {
         let mut m = w.vs[0];
         for &v in w.vs {
@@ -815,6 +815,17 @@ fn label_name_ok(ev: &Evaluator, name: &str) -> bool {
     }
 }
 
+/// The i-th argument of a call, or an error (hand-built trees may be malformed).
+fn arg_at(c: &Call, i: usize) -> Result<&Expr> {
+    c.args.get(i).ok_or_else(|| {
+        Error::Eval(format!(
+            "wrong number of arguments for function {:?}: argument {} missing",
+            c.func,
+            i + 1
+        ))
+    })
+}
+
 /// Evaluates a function call.
 pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     let name = c.func.as_str();
@@ -829,8 +840,19 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     match def.kind {
         Kind::Range { f, arg, keep_name } => range_fn(ev, c, r, name, f, arg, keep_name),
         Kind::Elem(f) => {
-            let v = ev.eval_vector(&c.args[0], r)?;
-            let params: Vec<Vec<f64>> = c.args[1..]
+            let need = match name {
+                "clamp" => 3,
+                "clamp_min" | "clamp_max" => 2,
+                _ => 1,
+            };
+            if c.args.len() < need {
+                return err(format!("wrong number of arguments for function {name:?}"));
+            }
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
+            let params: Vec<Vec<f64>> = c
+                .args
+                .get(1..)
+                .unwrap_or_default()
                 .iter()
                 .map(|a| ev.eval_scalar(a, r))
                 .collect::<Result<_>>()?;
@@ -868,7 +890,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
                     pts,
                 }]));
             }
-            let v = ev.eval_vector(&c.args[0], r)?;
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
             let mut out = Vec::with_capacity(v.len());
             for mut s in v {
                 for p in &mut s.pts {
@@ -916,13 +938,21 @@ fn range_fn(
             params.push(ev.eval_scalar(a, r)?);
         }
     }
+    let need = match name {
+        "predict_linear" | "quantile_over_time" => 1,
+        "double_exponential_smoothing" | "holt_winters" => 2,
+        _ => 0,
+    };
+    if params.len() < need {
+        return err(format!("wrong number of arguments for function {name:?}"));
+    }
     if name == "quantile_over_time" {
         if let Some(&q) = params[0]
             .iter()
             .find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
         {
             // Emitted below only if some window is non-empty.
-            let arg = ev.eval_range_arg(&c.args[arg_idx], r)?;
+            let arg = ev.eval_range_arg(arg_at(c, arg_idx)?, r)?;
             let any = arg.series.iter().any(|s| {
                 (0..r.n()).any(|i| {
                     let (lo, hi) = arg.window(s, i);
@@ -938,7 +968,7 @@ fn range_fn(
             return run_range(ev, arg, r, name, f, &params, keep_name);
         }
     }
-    let arg = ev.eval_range_arg(&c.args[arg_idx], r)?;
+    let arg = ev.eval_range_arg(arg_at(c, arg_idx)?, r)?;
     run_range(ev, arg, r, name, f, &params, keep_name)
 }
 
@@ -954,7 +984,20 @@ fn run_range(
     let n = r.n();
     let p3 = ev.p3;
     let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
+    // Exact incremental fast paths: monotonic deques for min/max (no float arithmetic, so
+    // the answer is bit-identical to a rescan), O(1) counts.
+    let fast = match name {
+        "max_over_time" => Some(true),
+        "min_over_time" => Some(false),
+        _ => None,
+    };
     let one = |s: &RawSeries| -> Result<Vec<(i64, f64)>> {
+        if let Some(is_max) = fast {
+            // One window (instant query): a plain scan is cheaper than the deque.
+            if n > 1 && monotonic && !s.vs.iter().any(|v| v.is_nan()) {
+                return Ok(sliding_extreme(&arg, s, r, is_max));
+            }
+        }
         let mut pts = Vec::new();
         let mut p = vec![0.0; params.len()];
         let (mut lo, mut hi) = (0usize, 0usize);
@@ -1050,6 +1093,43 @@ fn run_range(
     Ok(Val::Vector(out))
 }
 
+/// min/max over sliding windows with a monotonic deque (windows must move forward).
+fn sliding_extreme(arg: &RangeArg, s: &RawSeries, r: &Range, is_max: bool) -> Vec<(i64, f64)> {
+    let mut pts = Vec::new();
+    let mut dq: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for i in 0..r.n() {
+        let t = arg.eval_t[i];
+        let from = t - arg.range_ms;
+        while lo < s.ts.len() && (s.ts[lo] < from || (arg.left_open && s.ts[lo] == from)) {
+            lo += 1;
+        }
+        if hi < lo {
+            hi = lo;
+        }
+        while hi < s.ts.len() && s.ts[hi] <= t {
+            let v = s.vs[hi];
+            while let Some(&b) = dq.back() {
+                let bv = s.vs[b];
+                if (is_max && bv <= v) || (!is_max && bv >= v) {
+                    dq.pop_back();
+                } else {
+                    break;
+                }
+            }
+            dq.push_back(hi);
+            hi += 1;
+        }
+        while dq.front().is_some_and(|&f| f < lo) {
+            dq.pop_front();
+        }
+        if let Some(&f) = dq.front() {
+            pts.push((r.ts(i), s.vs[f]));
+        }
+    }
+    pts
+}
+
 fn absent_labels(e: &Expr) -> Labels {
     let vs = match e {
         Expr::VectorSelector(vs) => vs,
@@ -1135,7 +1215,7 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
         )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
         "vector" => {
-            let s = ev.eval_scalar(&c.args[0], r)?;
+            let s = ev.eval_scalar(arg_at(c, 0)?, r)?;
             Ok(Val::Vector(vec![SeriesV {
                 labels: Labels::default(),
                 drop_name: false,
@@ -1143,7 +1223,7 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             }]))
         }
         "scalar" => {
-            let v = ev.eval_vector(&c.args[0], r)?;
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
             let mut cnt = vec![0u32; n];
             let mut val = vec![f64::NAN; n];
             for s in &v {
@@ -1160,7 +1240,7 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             ))
         }
         "timestamp" => {
-            let arg = unparen(&c.args[0]);
+            let arg = unparen(arg_at(c, 0)?);
             let v = if let Expr::VectorSelector(vs) = arg {
                 ev.eval_selector_timestamps(vs, r)?
             } else {
@@ -1181,7 +1261,7 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             Ok(Val::Vector(out))
         }
         "absent" => {
-            let v = ev.eval_vector(&c.args[0], r)?;
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
             let mut present = vec![false; n];
             for s in &v {
                 for &(t, _) in &s.pts {
@@ -1196,13 +1276,13 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
                 return Ok(Val::Vector(Vec::new()));
             }
             Ok(Val::Vector(vec![SeriesV {
-                labels: absent_labels(&c.args[0]),
+                labels: absent_labels(arg_at(c, 0)?),
                 drop_name: false,
                 pts,
             }]))
         }
         "absent_over_time" => {
-            let arg = ev.eval_range_arg(&c.args[0], r)?;
+            let arg = ev.eval_range_arg(arg_at(c, 0)?, r)?;
             let mut pts = Vec::new();
             for i in 0..n {
                 let any = arg.series.iter().any(|s| {
@@ -1217,13 +1297,13 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
                 return Ok(Val::Vector(Vec::new()));
             }
             Ok(Val::Vector(vec![SeriesV {
-                labels: absent_labels(unparen(&c.args[0])),
+                labels: absent_labels(unparen(arg_at(c, 0)?)),
                 drop_name: false,
                 pts,
             }]))
         }
         "sort" | "sort_desc" => {
-            let mut v = ev.eval_vector(&c.args[0], r)?;
+            let mut v = ev.eval_vector(arg_at(c, 0)?, r)?;
             if n == 1 {
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
@@ -1246,9 +1326,9 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             Ok(Val::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
-            let mut v = ev.eval_vector(&c.args[0], r)?;
+            let mut v = ev.eval_vector(arg_at(c, 0)?, r)?;
             let mut names = Vec::new();
-            for a in &c.args[1..] {
+            for a in c.args.get(1..).unwrap_or_default() {
                 names.push(ev.eval_string(a, r)?);
             }
             let desc = name == "sort_by_label_desc";
@@ -1279,11 +1359,11 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             Ok(Val::Vector(v))
         }
         "label_replace" => {
-            let v = ev.eval_vector(&c.args[0], r)?;
-            let dst = ev.eval_string(&c.args[1], r)?;
-            let repl = ev.eval_string(&c.args[2], r)?;
-            let src = ev.eval_string(&c.args[3], r)?;
-            let re_s = ev.eval_string(&c.args[4], r)?;
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
+            let dst = ev.eval_string(arg_at(c, 1)?, r)?;
+            let repl = ev.eval_string(arg_at(c, 2)?, r)?;
+            let src = ev.eval_string(arg_at(c, 3)?, r)?;
+            let re_s = ev.eval_string(arg_at(c, 4)?, r)?;
             let re = regex::RegexBuilder::new(&format!("^(?:{re_s})$"))
                 .dot_matches_new_line(ev.p3)
                 .build()
@@ -1317,11 +1397,11 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
             Ok(Val::Vector(out.series))
         }
         "label_join" => {
-            let v = ev.eval_vector(&c.args[0], r)?;
-            let dst = ev.eval_string(&c.args[1], r)?;
-            let sep = ev.eval_string(&c.args[2], r)?;
+            let v = ev.eval_vector(arg_at(c, 0)?, r)?;
+            let dst = ev.eval_string(arg_at(c, 1)?, r)?;
+            let sep = ev.eval_string(arg_at(c, 2)?, r)?;
             let mut srcs = Vec::new();
-            for a in &c.args[3..] {
+            for a in c.args.get(3..).unwrap_or_default() {
                 let s = ev.eval_string(a, r)?;
                 if !label_name_ok(ev, &s) {
                     return err(format!("invalid source label name in label_join(): {s}"));
@@ -1367,12 +1447,12 @@ fn special(ev: &mut Evaluator, c: &Call, r: &Range, name: &str) -> Result<Val> {
 /// the series win; series without a matching info series are returned unchanged.
 fn info(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     const IDENTIFYING: [&str; 2] = ["instance", "job"];
-    let v = ev.eval_vector(&c.args[0], r)?;
+    let v = ev.eval_vector(arg_at(c, 0)?, r)?;
     let mut name_matchers = Vec::new();
     let mut data_matchers = Vec::new();
     // The info series are looked up at the times the input was: the `@`/offset of the input
     // selector, or of the data-label selector when it has one.
-    let (mut at, mut offset) = match unparen(&c.args[0]) {
+    let (mut at, mut offset) = match unparen(arg_at(c, 0)?) {
         Expr::VectorSelector(vs) => (vs.at.clone(), vs.offset.clone()),
         _ => (None, None),
     };
@@ -1474,8 +1554,8 @@ fn info(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
 }
 
 fn histogram_quantile(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
-    let q = ev.eval_scalar(&c.args[0], r)?;
-    let v = ev.eval_vector(&c.args[1], r)?;
+    let q = ev.eval_scalar(arg_at(c, 0)?, r)?;
+    let v = ev.eval_vector(arg_at(c, 1)?, r)?;
     let n = r.n();
     // Group key per series (labels without le and __name__), and its upper bound.
     let mut groups: HashMap<Labels, usize> = HashMap::new();
@@ -2028,4 +2108,44 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
         }
     }
     Ok(Val::Vector(out.series))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_known_vectors() {
+        assert_eq!(xxh64(b""), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"a"), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxh64(b"abc"), 0x44BC_2CF5_AD77_0999);
+        let long = b"Nobody inspects the spammish repetition";
+        assert_eq!(xxh64(long), 0xFBCE_A83C_8A37_8BF1);
+    }
+
+    #[test]
+    fn natural_sort_and_calendar() {
+        assert!(natsort_less("x2", "x10"));
+        assert!(!natsort_less("x10", "x2"));
+        assert!(natsort_less("9", "10"));
+        let c = civil(1_700_000_000);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute),
+            (2023, 11, 14, 22, 13)
+        );
+        assert_eq!((c.weekday, c.yday), (2, 318));
+        let c = civil(-1);
+        assert_eq!((c.year, c.month, c.day, c.yday), (1969, 12, 31, 365));
+    }
+
+    #[test]
+    fn go_number_formatting() {
+        assert_eq!(go_fmt_g(2.0), "2");
+        assert_eq!(go_fmt_g(1.5), "1.5");
+        assert_eq!(go_fmt_g(1e21), "1e+21");
+        assert_eq!(go_fmt_g(1e-5), "1e-05");
+        assert_eq!(go_fmt_shortest(1e21), "1000000000000000000000");
+        assert_eq!(go_fmt_shortest(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(go_fmt_f(1.0), "1.000000");
+    }
 }

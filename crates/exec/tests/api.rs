@@ -182,3 +182,33 @@ fn many_series_use_worker_threads() {
     let last = m[0].samples.last().unwrap().1;
     assert!((last - 4.0 * 45150.0).abs() < 1e-6, "{last}");
 }
+
+#[test]
+fn malformed_trees_give_errors_not_panics() {
+    let db = db();
+    let e = Engine::new(EngineOptions::default());
+    for f in [
+        "rate",
+        "abs",
+        "clamp",
+        "label_replace",
+        "predict_linear",
+        "absent",
+    ] {
+        let call = Expr::Call(tsq_parser::Call {
+            func: f.into(),
+            args: vec![],
+            matching: None,
+        });
+        assert!(e.instant_query_expr(&db, &call, 60_000).is_err(), "{f}");
+    }
+    let unknown = Expr::Call(tsq_parser::Call {
+        func: "no_such_function".into(),
+        args: vec![selector("up")],
+        matching: None,
+    });
+    assert!(matches!(
+        e.instant_query_expr(&db, &unknown, 60_000),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -202,7 +202,14 @@ impl LineParser for CsvParser {
             return Ok(0);
         }
         let Some(cols) = &self.columns else {
-            self.header(line)?;
+            // A UTF-8 byte order mark (spreadsheet exports) is not part of the first name.
+            match line.strip_prefix('\u{feff}') {
+                Some(rest) => self.header(rest).map_err(|mut e| {
+                    e.offset += 3;
+                    e
+                })?,
+                None => self.header(line)?,
+            }
             return Ok(0);
         };
         split(line, &mut self.cells)?;

@@ -6,10 +6,13 @@
 //! `[a-zA-Z0-9_:]`, or `[a-zA-Z0-9_]` for labels, becomes `_`; a leading digit gets a `_`
 //! prefix).
 
+use crate::cache::FxHasher;
 use crate::error::{Fail, LineError};
 use crate::key::push_quoted;
 use crate::num::{parse_i64, timestamp_in_range, RANGE_MSG};
 use crate::{Event, LineParser, ParseOptions, Precision, Record};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 pub(crate) struct InfluxParser {
     now_ms: i64,
@@ -25,6 +28,8 @@ pub(crate) struct InfluxParser {
     fields: Vec<(usize, usize, bool, f64)>,
     scratch: String,
     key: String,
+    /// Raw `measurement,tags` text -> (sanitized measurement, `k="v",...`).
+    series_cache: SeriesPartCache,
 }
 
 const fn stop_table(stops: &[u8]) -> [bool; 256] {
@@ -40,6 +45,13 @@ const fn stop_table(stops: &[u8]) -> [bool; 256] {
 static STOP_MEASUREMENT: [bool; 256] = stop_table(b", ");
 static STOP_KEY: [bool; 256] = stop_table(b"=, ");
 static STOP_TAG_VALUE: [bool; 256] = stop_table(b", =");
+static STOP_SPACE: [bool; 256] = stop_table(b" ");
+
+/// Raw `measurement,tags` text -> (sanitized measurement, `k="v",...`).
+type SeriesPartCache = HashMap<Box<str>, (Box<str>, Box<str>), BuildHasherDefault<FxHasher>>;
+
+/// Bound of the cache of parsed series parts (measurement and tags).
+const SERIES_CACHE_MAX: usize = 1 << 16;
 
 /// Scans until an unescaped byte of the `stops` table (which also holds `\\`); returns
 /// (end, saw a backslash).
@@ -146,17 +158,18 @@ impl InfluxParser {
             fields: Vec::new(),
             scratch: String::new(),
             key: String::new(),
+            series_cache: HashMap::default(),
         }
     }
 
-    fn parse_line(&mut self, line: &str) -> Result<i64, LineError> {
+    /// Measurement and tags: fills `measurement` and `tagpart`, returns the offset of the
+    /// blank before the fields.
+    fn parse_series(&mut self, line: &str) -> Result<usize, LineError> {
         let b = line.as_bytes();
         self.measurement.clear();
         self.tagpart.clear();
         self.tag_names.clear();
         self.tag_ranges.clear();
-        self.fields.clear();
-        // Measurement.
         let (mut i, esc) = scan_until(b, 0, &STOP_MEASUREMENT);
         if i == 0 {
             return Err(LineError::new(0, "expected measurement name"));
@@ -232,6 +245,33 @@ impl InfluxParser {
                 "expected ' ' and fields after the measurement and tags",
             ));
         }
+        Ok(i)
+    }
+
+    fn parse_line(&mut self, line: &str) -> Result<i64, LineError> {
+        let b = line.as_bytes();
+        self.fields.clear();
+        let (series_end, _) = scan_until(b, 0, &STOP_SPACE);
+        let mut i = if let Some((m, t)) = self.series_cache.get(&line[..series_end]) {
+            self.measurement.clear();
+            self.measurement.push_str(m);
+            self.tagpart.clear();
+            self.tagpart.push_str(t);
+            series_end
+        } else {
+            let i = self.parse_series(line)?;
+            if self.series_cache.len() >= SERIES_CACHE_MAX {
+                self.series_cache.clear();
+            }
+            self.series_cache.insert(
+                line[..i].into(),
+                (
+                    self.measurement.as_str().into(),
+                    self.tagpart.as_str().into(),
+                ),
+            );
+            i
+        };
         while i < b.len() && is_blank(b[i]) {
             i += 1;
         }

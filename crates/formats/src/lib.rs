@@ -255,12 +255,7 @@ pub fn parse<E, F>(input: &[u8], opts: &ParseOptions, f: F) -> Result<ParseSumma
 where
     F: FnMut(Event<'_>) -> Result<(), E>,
 {
-    match opts.format {
-        Format::OpenMetrics => drive(input, opts, text::TextParser::new(true, opts), f),
-        Format::Prometheus => drive(input, opts, text::TextParser::new(false, opts), f),
-        Format::Influx => drive(input, opts, influx::InfluxParser::new(opts), f),
-        Format::Csv => drive(input, opts, csv::CsvParser::new(opts), f),
-    }
+    Parser::new(opts).finish(input, f)
 }
 
 /// Position of the first `\n`, eight bytes at a time.
@@ -283,29 +278,36 @@ fn find_newline(b: &[u8]) -> Option<usize> {
     b[i..].iter().position(|&c| c == b'\n').map(|p| i + p)
 }
 
-fn drive<P, E, F>(
-    input: &[u8],
+fn record<E>(
     opts: &ParseOptions,
-    mut p: P,
-    mut f: F,
-) -> Result<ParseSummary, ParseFailure<E>>
+    sum: &mut ParseSummary,
+    e: ParseError,
+) -> Result<(), ParseFailure<E>> {
+    if !opts.skip_invalid {
+        return Err(ParseFailure::Syntax(e));
+    }
+    sum.error_count += 1;
+    if sum.errors.len() < opts.max_errors {
+        sum.errors.push(e);
+    }
+    Ok(())
+}
+
+/// Parses every line of `input` (the last one may lack its line break).
+fn run_lines<P, E, F>(
+    p: &mut P,
+    opts: &ParseOptions,
+    sum: &mut ParseSummary,
+    input: &[u8],
+    f: &mut F,
+) -> Result<(), ParseFailure<E>>
 where
     P: LineParser,
     F: FnMut(Event<'_>) -> Result<(), E>,
 {
-    let mut sum = ParseSummary::default();
     let mut pos = 0;
-    let mut lineno = 0;
-    let record = |sum: &mut ParseSummary, e: ParseError| -> Result<(), ParseFailure<E>> {
-        if !opts.skip_invalid {
-            return Err(ParseFailure::Syntax(e));
-        }
-        sum.error_count += 1;
-        if sum.errors.len() < opts.max_errors {
-            sum.errors.push(e);
-        }
-        Ok(())
-    };
+    let mut lineno = sum.lines;
+    let record = |sum: &mut ParseSummary, e: ParseError| record(opts, sum, e);
     while pos < input.len() {
         // Validate UTF-8 once for a large run of input, not line by line.
         let (text, bad_at) = match std::str::from_utf8(&input[pos..]) {
@@ -342,15 +344,15 @@ where
                     opts.max_line_length
                 );
                 sum.skipped_lines += 1;
-                record(&mut sum, ParseError::at(lineno, line, cut, msg))?;
+                record(sum, ParseError::at(lineno, line, cut, msg))?;
                 continue;
             }
-            match p.line(line, lineno, &mut f) {
+            match p.line(line, lineno, f) {
                 Ok(n) => sum.samples += n,
                 Err(Fail::Callback(e)) => return Err(ParseFailure::Callback(e)),
                 Err(Fail::Syntax(LineError { offset, message })) => {
                     sum.skipped_lines += 1;
-                    record(&mut sum, ParseError::at(lineno, line, offset, message))?;
+                    record(sum, ParseError::at(lineno, line, offset, message))?;
                 }
             }
         }
@@ -383,24 +385,171 @@ where
             )
         };
         sum.skipped_lines += 1;
-        record(&mut sum, e)?;
+        record(sum, e)?;
         pos = line_end + 1;
     }
-    match p.finish(&mut f) {
-        Ok(()) => {}
-        Err(Fail::Callback(e)) => return Err(ParseFailure::Callback(e)),
+    Ok(())
+}
+
+/// End of input: the format's final checks (OpenMetrics `# EOF`).
+fn finish_lines<P, E, F>(
+    p: &mut P,
+    opts: &ParseOptions,
+    sum: &mut ParseSummary,
+    f: &mut F,
+) -> Result<(), ParseFailure<E>>
+where
+    P: LineParser,
+    F: FnMut(Event<'_>) -> Result<(), E>,
+{
+    match p.finish(f) {
+        Ok(()) => Ok(()),
+        Err(Fail::Callback(e)) => Err(ParseFailure::Callback(e)),
         Err(Fail::Syntax(LineError { message, .. })) => {
-            record(
-                &mut sum,
-                ParseError {
-                    line: lineno + 1,
-                    column: 1,
-                    message,
-                },
-            )?;
+            let e = ParseError {
+                line: sum.lines + 1,
+                column: 1,
+                message,
+            };
+            record(opts, sum, e)
         }
     }
-    Ok(sum)
+}
+
+enum Kind {
+    Text(text::TextParser),
+    Influx(influx::InfluxParser),
+    Csv(csv::CsvParser),
+}
+
+/// A parser fed in chunks, for inputs that are not in memory as a whole (stdin, large
+/// files read piece by piece) and for progress reporting. [`parse`] is
+/// `Parser::new(opts).finish(input, f)`.
+///
+/// ```
+/// use tsq_formats::{Event, Format, ParseOptions, Parser};
+/// let mut p = Parser::new(&ParseOptions::new(Format::Prometheus));
+/// let mut n = 0;
+/// let mut count = |ev: Event<'_>| {
+///     if let Event::Sample(_) = ev {
+///         n += 1;
+///     }
+///     Ok::<(), std::convert::Infallible>(())
+/// };
+/// let mut buf = b"a 1\nb 2\nc".to_vec();
+/// let used = p.feed(&buf, &mut count).unwrap(); // complete lines only
+/// assert_eq!(used, 8);
+/// buf.drain(..used);
+/// buf.extend_from_slice(b" 3\n");
+/// let summary = p.finish(&buf, &mut count).unwrap();
+/// assert_eq!((summary.samples, summary.lines), (3, 3));
+/// assert_eq!(n, 3);
+/// ```
+pub struct Parser {
+    kind: Kind,
+    opts: ParseOptions,
+    sum: ParseSummary,
+    /// Inside an over-long line reported by `feed`: skip to its end.
+    skipping_line: bool,
+}
+
+impl Parser {
+    /// A parser for `opts.format`.
+    pub fn new(opts: &ParseOptions) -> Parser {
+        let kind = match opts.format {
+            Format::OpenMetrics => Kind::Text(text::TextParser::new(true, opts)),
+            Format::Prometheus => Kind::Text(text::TextParser::new(false, opts)),
+            Format::Influx => Kind::Influx(influx::InfluxParser::new(opts)),
+            Format::Csv => Kind::Csv(csv::CsvParser::new(opts)),
+        };
+        Parser {
+            kind,
+            opts: opts.clone(),
+            sum: ParseSummary::default(),
+            skipping_line: false,
+        }
+    }
+
+    /// What was read so far.
+    pub fn summary(&self) -> &ParseSummary {
+        &self.sum
+    }
+
+    fn lines<E, F>(&mut self, input: &[u8], f: &mut F) -> Result<(), ParseFailure<E>>
+    where
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        match &mut self.kind {
+            Kind::Text(p) => run_lines(p, &self.opts, &mut self.sum, input, f),
+            Kind::Influx(p) => run_lines(p, &self.opts, &mut self.sum, input, f),
+            Kind::Csv(p) => run_lines(p, &self.opts, &mut self.sum, input, f),
+        }
+    }
+
+    /// Skips the rest of an over-long line; returns the bytes consumed.
+    fn skip_long(&mut self, input: &[u8]) -> usize {
+        if !self.skipping_line {
+            return 0;
+        }
+        match find_newline(input) {
+            Some(n) => {
+                self.skipping_line = false;
+                n + 1
+            }
+            None => input.len(),
+        }
+    }
+
+    /// Parses the complete lines at the start of `input` (up to its last line break) and
+    /// returns how many bytes it used: keep the rest and pass it again, with more input
+    /// appended, to the next `feed` or to [`finish`](Self::finish). A chunk with no line
+    /// break and longer than `max_line_length` is reported as an over-long line.
+    pub fn feed<E, F>(&mut self, input: &[u8], mut f: F) -> Result<usize, ParseFailure<E>>
+    where
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let start = self.skip_long(input);
+        let rest = &input[start..];
+        match rest.iter().rposition(|&c| c == b'\n') {
+            Some(last) => {
+                self.lines(&rest[..=last], &mut f)?;
+                Ok(start + last + 1)
+            }
+            None if rest.len() > self.opts.max_line_length => {
+                self.sum.lines += 1;
+                self.sum.skipped_lines += 1;
+                let msg = format!(
+                    "line longer than {} bytes; expected a line break",
+                    self.opts.max_line_length
+                );
+                let e = ParseError {
+                    line: self.sum.lines,
+                    column: self.opts.max_line_length + 1,
+                    message: msg,
+                };
+                record(&self.opts, &mut self.sum, e)?;
+                self.skipping_line = true;
+                Ok(input.len())
+            }
+            None => Ok(start),
+        }
+    }
+
+    /// Parses the rest of the input (its last line may lack a line break), runs the
+    /// end-of-input checks, and returns the summary.
+    pub fn finish<E, F>(mut self, input: &[u8], mut f: F) -> Result<ParseSummary, ParseFailure<E>>
+    where
+        F: FnMut(Event<'_>) -> Result<(), E>,
+    {
+        let start = self.skip_long(input);
+        self.lines(&input[start..], &mut f)?;
+        match &mut self.kind {
+            Kind::Text(p) => finish_lines(p, &self.opts, &mut self.sum, &mut f)?,
+            Kind::Influx(p) => finish_lines(p, &self.opts, &mut self.sum, &mut f)?,
+            Kind::Csv(p) => finish_lines(p, &self.opts, &mut self.sum, &mut f)?,
+        }
+        Ok(self.sum)
+    }
 }
 
 #[cfg(test)]

@@ -342,7 +342,7 @@ fn csv_good() {
             ),
         ]
     );
-    let (s, _) = run(f, "value,timestamp_ms,__name__\n2.5,5,x\n").unwrap();
+    let (s, _) = run(f, "\u{feff}value,timestamp_ms,__name__\n2.5,5,x\n").unwrap();
     assert_eq!(s[0].1, 5);
     let (s, _) = run(f, "").unwrap();
     assert!(s.is_empty());
@@ -353,6 +353,7 @@ fn csv_bad() {
     let f = Format::Csv;
     let cases: &[(&str, &str)] = &[
         ("timestamp,value\n", "1:1: expected a 'metric' column in the CSV header"),
+        ("\u{feff}timestamp,metric,value,a.b\n", "1:25: invalid label name 'a.b' in the CSV header; expected [a-zA-Z_][a-zA-Z0-9_]* not starting with '__'"),
         ("timestamp,metric,value,a.b\n", "1:24: invalid label name 'a.b' in the CSV header; expected [a-zA-Z_][a-zA-Z0-9_]* not starting with '__'"),
         ("timestamp,metric,value,value\n", "1:24: duplicate column 'value' in the CSV header"),
         ("timestamp,metric,value\n1,up\n", "2:5: expected 3 cells, found 2"),
@@ -396,4 +397,123 @@ fn detection() {
     assert_eq!(d(None, "cpu,host=a usage=1 1\n"), Some(Format::Influx));
     assert_eq!(d(None, "timestamp,metric,value\n"), Some(Format::Csv));
     assert_eq!(d(None, ""), None);
+}
+
+#[test]
+fn influx_series_cache_gives_the_same_keys() {
+    let input = "m,a=1,b=x\\ y v=1,w=2 1000000\nm,a=1,b=x\\ y v=3 2000000\nm,a=1,a=2 v=1\nm,a=1,b=x\\ y value=4 3000000\n";
+    let mut opts = ParseOptions::new(Format::Influx);
+    opts.skip_invalid = true;
+    let mut keys = Vec::new();
+    let s = parse(input.as_bytes(), &opts, |ev| {
+        if let Event::Sample(r) = ev {
+            keys.push(r.series_key.to_string());
+        }
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap();
+    assert_eq!(s.error_count, 1);
+    assert_eq!(s.errors[0].to_string(), "3:7: duplicate tag key 'a'");
+    assert_eq!(
+        keys,
+        [
+            "m_v{a=\"1\",b=\"x y\"}",
+            "m_w{a=\"1\",b=\"x y\"}",
+            "m_v{a=\"1\",b=\"x y\"}",
+            "m{a=\"1\",b=\"x y\"}"
+        ]
+    );
+}
+
+#[test]
+fn series_cache_maps_keys_to_ids() {
+    let mut c: SeriesCache<usize> = SeriesCache::new();
+    let mut made = Vec::new();
+    let mut get = |c: &mut SeriesCache<usize>, k: &str| {
+        c.get_or_insert(k, |l| {
+            made.push(l);
+            Ok::<usize, ParseError>(made.len() - 1)
+        })
+    };
+    assert_eq!(get(&mut c, "up{a=\"1\"}").unwrap(), 0);
+    assert_eq!(get(&mut c, "up{a=\"1\"}").unwrap(), 0);
+    assert_eq!(get(&mut c, "up{a=\"2\"}").unwrap(), 1);
+    assert_eq!(get(&mut c, "up{a=\"1\"}").unwrap(), 0);
+    assert_eq!(
+        get(&mut c, "up{a=").unwrap_err().to_string(),
+        "1:6: expected '\"' to start the label value"
+    );
+    assert_eq!(c.len(), 2);
+    assert_eq!(made[1], Labels::new([("__name__", "up"), ("a", "2")]));
+}
+
+/// With `skip_invalid`, a file of good and bad lines gives exactly the samples of the good
+/// lines, whatever the order.
+#[test]
+fn skip_invalid_keeps_exactly_the_good_lines() {
+    let good = [
+        "a{x=\"1\"} 1 1000",
+        "b 2 2000",
+        "a{x=\"1\"} 3 3000",
+        "c{y=\"é\"} 4",
+    ];
+    let bad = [
+        "a{x=\"1\" 1",
+        "b x",
+        "a{x=\"1\"} 3 3000 4",
+        "{} 1",
+        "a{x=\"1\",x=\"2\"} 1",
+    ];
+    let mut input = String::new();
+    let mut want = Vec::new();
+    for i in 0..good.len().max(bad.len()) * 2 {
+        if i % 2 == 0 {
+            if let Some(g) = good.get(i / 2) {
+                input.push_str(g);
+                want.push(*g);
+            }
+        } else if let Some(b) = bad.get(i / 2) {
+            input.push_str(b);
+        }
+        input.push('\n');
+    }
+    let mut opts = ParseOptions::new(Format::Prometheus);
+    opts.skip_invalid = true;
+    opts.now_ms = 5;
+    let mut got = Vec::new();
+    let s = parse(input.as_bytes(), &opts, |ev| {
+        if let Event::Sample(r) = ev {
+            got.push((r.series_key.to_string(), r.timestamp_ms, r.value));
+        }
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap();
+    assert_eq!(s.error_count, bad.len() as u64);
+    assert_eq!(got.len(), good.len());
+    assert_eq!(got[3], ("c{y=\"é\"}".to_string(), 5, 4.0));
+}
+
+#[test]
+fn feeding_an_over_long_line() {
+    let mut opts = ParseOptions::new(Format::Prometheus);
+    opts.max_line_length = 8;
+    opts.skip_invalid = true;
+    let mut n = 0;
+    let mut f = |ev: Event<'_>| {
+        if let Event::Sample(_) = ev {
+            n += 1;
+        }
+        Ok::<(), std::convert::Infallible>(())
+    };
+    let mut p = Parser::new(&opts);
+    assert_eq!(p.feed(b"a 1\nbbbbbbbbbbbb", &mut f).unwrap(), 4);
+    assert_eq!(p.feed(b"bbbbbbbbbbbb", &mut f).unwrap(), 12); // reported, skipped
+    assert_eq!(p.feed(b"bbb 1\nc 2", &mut f).unwrap(), 6);
+    let s = p.finish(b"c 2", &mut f).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(s.lines, 3);
+    assert_eq!(
+        s.errors[0].to_string(),
+        "2:9: line longer than 8 bytes; expected a line break"
+    );
 }

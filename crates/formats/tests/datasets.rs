@@ -391,3 +391,36 @@ fn ground_truth_matches_the_data() {
     }
     assert!(checked > 20, "{checked}");
 }
+
+#[test]
+fn every_listed_series_has_samples() {
+    for seed in 0..6 {
+        let ds = workload(&WorkloadParams {
+            days: 2,
+            seed,
+            start_ms: tsq_formats::gen::DEFAULT_START_MS + 9 * 3_600_000 + 1_234,
+            ..WorkloadParams::default()
+        });
+        let mut n = vec![0u32; ds.series().len()];
+        ds.for_each_sample(|i, _, _| {
+            n[i] += 1;
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+        for (i, c) in n.iter().enumerate() {
+            assert!(*c > 0, "seed {seed}: {} has no sample", ds.series()[i].key);
+        }
+    }
+}
+
+/// Pins the bytes of small datasets: a change here changes the published benchmark inputs,
+/// so it must be deliberate (and BENCHMARKS.md figures re-measured).
+#[test]
+fn dataset_bytes_are_pinned() {
+    let got = (om_hash(&small_devops(42)), om_hash(&small_workload(42)));
+    assert_eq!(
+        got,
+        (0x4ddf_60d8_e463_2440, 0x7600_666b_7611_7e21),
+        "{got:#x?}"
+    );
+}

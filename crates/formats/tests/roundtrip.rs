@@ -184,3 +184,71 @@ proptest! {
         }
     }
 }
+
+type Outcome = (
+    Vec<(String, i64, u64)>,
+    Vec<String>,
+    Result<tsq_formats::ParseSummary, String>,
+);
+
+fn whole(format: Format, input: &[u8]) -> Outcome {
+    let mut opts = ParseOptions::new(format);
+    opts.skip_invalid = true;
+    opts.now_ms = 7;
+    let mut s = Vec::new();
+    let mut m = Vec::new();
+    let r = parse(input, &opts, |ev| {
+        match ev {
+            Event::Sample(r) => {
+                s.push((r.series_key.to_string(), r.timestamp_ms, r.value.to_bits()))
+            }
+            Event::Metadata { metric, .. } => m.push(metric.to_string()),
+        }
+        Ok::<(), Infallible>(())
+    })
+    .map_err(|e| e.to_string());
+    (s, m, r)
+}
+
+fn chunked(format: Format, input: &[u8], cuts: &[usize]) -> Outcome {
+    let mut opts = ParseOptions::new(format);
+    opts.skip_invalid = true;
+    opts.now_ms = 7;
+    let mut s = Vec::new();
+    let mut m = Vec::new();
+    let mut p = tsq_formats::Parser::new(&opts);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut at = 0;
+    let mut f = |ev: Event<'_>| {
+        match ev {
+            Event::Sample(r) => {
+                s.push((r.series_key.to_string(), r.timestamp_ms, r.value.to_bits()))
+            }
+            Event::Metadata { metric, .. } => m.push(metric.to_string()),
+        }
+        Ok::<(), Infallible>(())
+    };
+    for &c in cuts {
+        let c = c.min(input.len()).max(at);
+        buf.extend_from_slice(&input[at..c]);
+        at = c;
+        let used = p.feed(&buf, &mut f).unwrap();
+        buf.drain(..used);
+    }
+    buf.extend_from_slice(&input[at..]);
+    let r = p.finish(&buf, &mut f).map_err(|e| e.to_string());
+    (s, m, r)
+}
+
+proptest! {
+    #[test]
+    fn chunked_feeding_equals_whole_input(
+        input in "([a-z_]{1,4}(\\{[a-z]{1,2}=\"[a-zé]{0,3}\"\\})? [0-9x.]{1,4}( [0-9]{1,5})?\n|# (TYPE|HELP|EOF) [a-z_]{1,4} [a-z]{0,6}\n|[a-z,=\" 0-9é]{0,12}\n){0,12}",
+        mut cuts in prop::collection::vec(0usize..400, 0..6),
+    ) {
+        cuts.sort_unstable();
+        for f in [Format::OpenMetrics, Format::Prometheus, Format::Influx, Format::Csv] {
+            prop_assert_eq!(whole(f, input.as_bytes()), chunked(f, input.as_bytes(), &cuts));
+        }
+    }
+}

@@ -156,7 +156,11 @@ struct State {
 }
 
 struct Writer {
+    /// The segment being written; created on the first write, so that opening a database
+    /// and failing before any write leaves the directory as it was.
     wal: Option<WalWriter>,
+    /// Sequence number for the next segment.
+    next_seg: u64,
     /// A WAL write failed: start a fresh segment before the next record.
     wal_broken: bool,
 }
@@ -268,22 +272,13 @@ impl Db {
                     continue;
                 }
             }
-            let writer = if opts.read_only {
-                None
-            } else {
-                Some(WalWriter::create(
-                    vfs.clone(),
-                    &wal_dir,
-                    last_seg + 1,
-                    opts.wal_segment_bytes,
-                )?)
-            };
             let inner = Arc::new(Inner {
                 vfs,
                 dir: dir.to_path_buf(),
                 opts,
                 writer: Mutex::new(Writer {
-                    wal: writer,
+                    wal: None,
+                    next_seg: last_seg + 1,
                     wal_broken: false,
                 }),
                 state: RwLock::new(state),
@@ -293,7 +288,6 @@ impl Db {
             });
             let db = Db { inner };
             if !db.inner.opts.read_only {
-                // The replayed series must be in the new segment before the old ones go.
                 if let SyncPolicy::Interval(every) = db.inner.opts.sync {
                     db.spawn_syncer(every);
                 }
@@ -341,10 +335,16 @@ impl Db {
                         "missing, but blocks exist; the manifest must be rebuilt before the database can open (see docs/format/manifest.md)",
                     ));
                 }
-                Manifest {
+                // A new database: write its (empty) manifest first, so that blocks can
+                // never exist without one.
+                let m = Manifest {
                     next_seq: 1,
                     ..Default::default()
+                };
+                if !opts.read_only {
+                    m.store(vfs, dir)?;
                 }
+                m
             }
         };
         let mut blocks = Vec::new();
@@ -575,7 +575,8 @@ impl Db {
     fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
         let wal_dir = Db::wal_dir(&self.inner.dir);
         if w.wal_broken || w.wal.is_none() {
-            let next = w.wal.as_ref().map(|x| x.seq() + 1).unwrap_or(1);
+            let next = w.next_seg;
+            w.next_seg += 1;
             w.wal = Some(WalWriter::create(
                 self.inner.vfs.clone(),
                 &wal_dir,
@@ -588,6 +589,9 @@ impl Db {
         let res = wal
             .append(framed)
             .and_then(|_| if sync { wal.sync() } else { Ok(()) });
+        // The writer rolls to new segments by itself: never hand out a number it used.
+        let seq = wal.seq();
+        w.next_seg = w.next_seg.max(seq + 1);
         if res.is_err() {
             w.wal_broken = true;
         }
@@ -822,7 +826,9 @@ impl Db {
         // New WAL segment holding every series (so later records can name them), then the
         // old segments go.
         let wal_dir = Db::wal_dir(&self.inner.dir);
-        let old_seq = w.wal.as_ref().map(|x| x.seq()).unwrap_or(0);
+        // Segments up to `old_seq` hold only what the blocks now have.
+        let old_seq = w.wal.as_ref().map_or(0, |x| x.seq()).max(w.next_seg - 1);
+        w.next_seg = old_seq + 2;
         let mut fresh = WalWriter::create(
             vfs_arc(&self.inner.vfs),
             &wal_dir,

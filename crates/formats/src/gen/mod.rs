@@ -39,8 +39,8 @@ use serde_json::{json, Map, Value};
 use std::io::{self, Write};
 use tsq_storage::{Labels, MetricMeta};
 
-pub use devops::devops;
-pub use workload::workload;
+pub use devops::{devops, CPU_FIELDS};
+pub use workload::{workload, CODES};
 
 /// Default start of the datasets: 2026-01-01T00:00:00Z (a fixed time, so files are
 /// reproducible).
@@ -483,6 +483,19 @@ impl Dataset {
             )?;
         }
         w.finish()
+    }
+
+    /// Writes the dataset in `format`: OpenMetrics or Influx line protocol (Prometheus text
+    /// and CSV are refused with `InvalidInput`).
+    pub fn write<W: Write>(&self, format: crate::Format, w: W) -> io::Result<W> {
+        match format {
+            crate::Format::OpenMetrics => self.write_openmetrics(w),
+            crate::Format::Influx => self.write_influx(w),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("datasets are written as openmetrics or influx, not {other}"),
+            )),
+        }
     }
 
     /// The sidecar: parameters, series counts and every injected event with its labels,

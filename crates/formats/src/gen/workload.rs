@@ -448,9 +448,17 @@ pub fn workload(p: &WorkloadParams) -> Dataset {
                 Spec::Memory { inst: inst_idx },
             );
             add("up", None, Spec::Up { inst: inst_idx });
-            // A version gets a series only if it runs at some point (a deploy after the end
-            // of the data does not happen; see the `k0 >= steps` check above).
-            for (v, ver) in versions.iter().enumerate() {
+            // A version gets a series only if it runs (is up) at some step of the data.
+            let ins = &instances[inst_idx];
+            let mut seen = vec![false; versions.len()];
+            let (mut cd, mut cv) = (0, 0);
+            for k in 0..steps {
+                let v = ins.version.at(&mut cv, k) as usize;
+                if ins.down.at(&mut cd, k) < 0.5 {
+                    seen[v] = true;
+                }
+            }
+            for (v, ver) in versions.iter().enumerate().filter(|(v, _)| seen[*v]) {
                 add(
                     "build_info",
                     Some(("version", ver)),

@@ -124,6 +124,29 @@ fn read_bits<const W: usize>(s: &[u8], bit: usize) -> u64 {
     }
 }
 
+/// Running sum of `v` starting from `acc`, in place; four values per step so that the
+/// dependency chain through `acc` is one add per four values.
+#[inline]
+pub(crate) fn prefix_sum(v: &mut [i64], acc: &mut i64) {
+    let mut a = *acc;
+    let mut quads = v.chunks_exact_mut(4);
+    for q in quads.by_ref() {
+        let s01 = q[0].wrapping_add(q[1]);
+        let s012 = s01.wrapping_add(q[2]);
+        let s = s012.wrapping_add(q[3]);
+        q[0] = a.wrapping_add(q[0]);
+        q[1] = a.wrapping_add(s01);
+        q[2] = a.wrapping_add(s012);
+        q[3] = a.wrapping_add(s);
+        a = a.wrapping_add(s);
+    }
+    for x in quads.into_remainder() {
+        a = a.wrapping_add(*x);
+        *x = a;
+    }
+    *acc = a;
+}
+
 /// Greatest common divisor (binary algorithm).
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     if a == 0 {

@@ -193,7 +193,7 @@ fn max_section_len(n: usize) -> usize {
 fn maybe_zstd(id: u8, sec: Vec<u8>, n: usize, force: Option<bool>) -> (u8, Vec<u8>) {
     if force == Some(false)
         || sec.len() > max_section_len(n)
-        || (sec.len() < ZSTD_MIN_INPUT && force.is_none())
+        || (force.is_none() && (sec.len() < ZSTD_MIN_INPUT || !has_repeats(&sec)))
     {
         return (id, sec);
     }
@@ -213,6 +213,35 @@ fn maybe_zstd(id: u8, sec: Vec<u8>, n: usize, force: Option<bool>) -> (u8, Vec<u
     } else {
         (id, sec)
     }
+}
+
+/// Cheap guess whether zstd can pay on a section: the bit-packed sections have no byte-level
+/// redundancy except repeated substrings, so count the bytes covered by repeated 4-byte
+/// sequences (an LZ4-style hash-table scan) and ask for at least an eighth of the section.
+fn has_repeats(sec: &[u8]) -> bool {
+    const BITS: u32 = 10;
+    let mut table = [0u32; 1 << BITS];
+    let mut covered = 0usize;
+    let mut misses = 0usize;
+    let mut i = 0;
+    while i + 4 <= sec.len() {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&sec[i..i + 4]);
+        let h = (u32::from_le_bytes(a).wrapping_mul(0x9e37_79b1) >> (32 - BITS)) as usize;
+        // Positions are stored plus one (0 = empty); sections are far below 4 GiB.
+        let j = table[h] as usize;
+        table[h] = (i + 1) as u32;
+        if j > 0 && sec[j - 1..j + 3] == sec[i..i + 4] {
+            covered += 4;
+            i += 4;
+            misses = 0;
+        } else {
+            // Like LZ4's acceleration: long runs without a match are skimmed faster.
+            misses += 1;
+            i += 1 + (misses >> 4);
+        }
+    }
+    covered * 8 >= sec.len()
 }
 
 /// Undoes [`maybe_zstd`]: `Cow`-like, returns the plain section.

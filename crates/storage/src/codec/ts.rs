@@ -1,7 +1,7 @@
 //! Timestamp codecs. Every function here handles `n >= 1` timestamps; empty chunks have no
 //! timestamp section at all.
 
-use super::bitpack::{read_for_block, read_for_header, ForStream, BLOCK};
+use super::bitpack::{prefix_sum, read_for_block, read_for_header, ForStream, BLOCK};
 use super::io::{put_varint, varint_len, Reader};
 use super::{Candidate, CodecError};
 
@@ -189,11 +189,20 @@ pub(crate) fn decode_ts(
                     return Err(CodecError("regular timestamps out of range".into()));
                 }
             }
-            out.resize(start + n, 0);
             let step = step as i64;
-            // A linear induction: the compiler turns it into vector adds.
-            for (i, o) in out[start..].iter_mut().enumerate() {
-                *o = t0.wrapping_add((i as i64).wrapping_mul(step));
+            // Offsets of a block once, then one vector add per value of each block.
+            let mut offs = [0i64; BLOCK];
+            for (i, o) in offs.iter_mut().enumerate() {
+                *o = (i as i64).wrapping_mul(step);
+            }
+            out.reserve(n);
+            let mut base = t0;
+            let mut left = n;
+            while left > 0 {
+                let len = left.min(BLOCK);
+                out.extend(offs[..len].iter().map(|&o| base.wrapping_add(o)));
+                base = base.wrapping_add((BLOCK as i64).wrapping_mul(step));
+                left -= len;
             }
             return Ok(());
         }
@@ -213,16 +222,16 @@ pub(crate) fn decode_ts(
                 let b = &mut buf[..block.len()];
                 read_for_block(&mut r, false, g, b)?;
                 for (o, &d) in block.iter_mut().zip(b.iter()) {
-                    t = t.wrapping_add(d as i64);
-                    *o = t;
+                    *o = d as i64;
                 }
+                prefix_sum(block, &mut t);
             }
         }
         TS_DOD => {
-            let mut d = r.varint()?;
+            let mut d = r.varint()? as i64;
             let mut t = t0;
             if n >= 2 {
-                t = t.wrapping_add(d as i64);
+                t = t.wrapping_add(d);
                 dst[1] = t;
             } else if d != 0 {
                 return Err(CodecError("delta-of-delta: stray first delta".into()));
@@ -233,24 +242,29 @@ pub(crate) fn decode_ts(
                     let b = &mut buf[..block.len()];
                     read_for_block(&mut r, true, g, b)?;
                     for (o, &dd) in block.iter_mut().zip(b.iter()) {
-                        d = d.wrapping_add(dd);
-                        t = t.wrapping_add(d as i64);
-                        *o = t;
+                        *o = dd as i64;
                     }
+                    prefix_sum(block, &mut d);
+                    prefix_sum(block, &mut t);
                 }
             }
         }
         _ => {
             let step = r.varint()? as i64;
             let g = read_for_header(&mut r)?;
-            let mut grid = t0;
+            // Grid offsets of a block once: t = base + (i + 1) * step + residual.
+            let mut offs = [0i64; BLOCK];
+            for (i, o) in offs.iter_mut().enumerate() {
+                *o = (i as i64 + 1).wrapping_mul(step);
+            }
+            let mut base = t0;
             for block in dst[1..].chunks_mut(BLOCK) {
                 let b = &mut buf[..block.len()];
                 read_for_block(&mut r, true, g, b)?;
-                for (o, &res) in block.iter_mut().zip(b.iter()) {
-                    grid = grid.wrapping_add(step);
-                    *o = grid.wrapping_add(res as i64);
+                for ((o, &res), &off) in block.iter_mut().zip(b.iter()).zip(offs.iter()) {
+                    *o = base.wrapping_add(off).wrapping_add(res as i64);
                 }
+                base = base.wrapping_add((BLOCK as i64).wrapping_mul(step));
             }
         }
     }

@@ -2,7 +2,8 @@
 //! section at all.
 
 use super::bitpack::{
-    pack, packed_len, read_for_block, read_for_block_raw, read_for_header, unpack, ForStream, BLOCK,
+    pack, packed_len, prefix_sum, read_for_block, read_for_block_raw, read_for_header, unpack,
+    ForStream, BLOCK,
 };
 use super::io::{put_varint, unzigzag, varint_len, zigzag, Reader};
 use super::{Candidate, CodecError};
@@ -519,8 +520,7 @@ fn decode_decimal(
         }
     }
     let start = out.len();
-    out.resize(start + n, 0.0);
-    let dst = &mut out[start..];
+    out.reserve(n);
     let p = POW10[usize::from(e)];
     let mut ints = [0i64; BLOCK];
     let mut buf = [0u64; BLOCK];
@@ -536,7 +536,7 @@ fn decode_decimal(
     let mut pos = 0;
     if skip > 0 {
         let m = skip.min(n);
-        convert(&ints[..m], e, p, &mut dst[..m]);
+        convert(&ints[..m], e, p, out);
         pos = m;
     }
     while pos < n {
@@ -558,39 +558,37 @@ fn decode_decimal(
             }
             V_DEC_DELTA => {
                 for (k, &x) in ib.iter_mut().zip(b.iter()) {
-                    prev = prev.wrapping_add((x as i64).wrapping_mul(gi).wrapping_add(min));
-                    *k = prev;
+                    *k = (x as i64).wrapping_mul(gi).wrapping_add(min);
                 }
+                prefix_sum(ib, &mut prev);
             }
             _ => {
                 for (k, &x) in ib.iter_mut().zip(b.iter()) {
-                    delta = delta.wrapping_add((x as i64).wrapping_mul(gi).wrapping_add(min));
-                    prev = prev.wrapping_add(delta);
-                    *k = prev;
+                    *k = (x as i64).wrapping_mul(gi).wrapping_add(min);
                 }
+                prefix_sum(ib, &mut delta);
+                prefix_sum(ib, &mut prev);
             }
         }
-        convert(ib, e, p, &mut dst[pos..pos + len]);
+        convert(ib, e, p, out);
         pos += len;
     }
     r.finish()?;
+    let dst = &mut out[start..];
     for (i, bits) in exceptions {
         dst[i] = f64::from_bits(bits);
     }
     Ok(())
 }
 
-/// Scaled integers to floats, a block at a time (vectorised: add, subtract, divide).
+/// Scaled integers to floats, a block at a time, appended to `out` (vectorised: add,
+/// subtract, divide).
 #[inline]
-fn convert(ints: &[i64], e: u8, p: f64, dst: &mut [f64]) {
+fn convert(ints: &[i64], e: u8, p: f64, out: &mut Vec<f64>) {
     if e == 0 {
-        for (o, &k) in dst.iter_mut().zip(ints) {
-            *o = int_to_f64(k);
-        }
+        out.extend(ints.iter().map(|&k| int_to_f64(k)));
     } else {
-        for (o, &k) in dst.iter_mut().zip(ints) {
-            *o = int_to_f64(k) / p;
-        }
+        out.extend(ints.iter().map(|&k| int_to_f64(k) / p));
     }
 }
 

@@ -1,0 +1,480 @@
+//! End-to-end tests of the `tsq` binary: every command as a user runs it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn tsq(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tsq"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run tsq")
+}
+
+fn tsq_stdin(db: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsq"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tsq");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "tsq failed: {}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    o
+}
+
+/// Every file of the database with its bytes (LOCK excluded: its content is the holder's pid).
+fn snapshot(db: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![db.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != "LOCK" {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+const SMALL: &str = "# TYPE http_requests counter
+# HELP http_requests Requests served.
+http_requests_total{code=\"200\",job=\"api\"} 10 1700000000
+http_requests_total{code=\"200\",job=\"api\"} 20 1700000015
+http_requests_total{code=\"200\",job=\"api\"} 30 1700000030
+http_requests_total{code=\"500\",job=\"api\"} 1 1700000000
+http_requests_total{code=\"500\",job=\"api\"} 1 1700000015
+http_requests_total{code=\"500\",job=\"api\"} 4 1700000030
+# TYPE temp gauge
+temp{room=\"a b\"} 21.5 1700000000.5
+temp{room=\"a b\"} NaN 1700000015.5
+# EOF
+";
+
+fn small_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let file = dir.path().join("small.om");
+    std::fs::write(&file, SMALL).unwrap();
+    let o = ok(tsq(&db, &["ingest", file.to_str().unwrap()]));
+    assert!(stderr(&o).contains("8 samples"), "{}", stderr(&o));
+    (dir, db)
+}
+
+#[test]
+fn ingest_then_query_in_every_format() {
+    let (_dir, db) = small_db();
+    let at = ["--time", "1700000030"];
+    let o = ok(tsq(
+        &db,
+        &["query", at[0], at[1], "sum by (code) (http_requests_total)"],
+    ));
+    let out = stdout(&o);
+    assert!(
+        out.contains("{code=\"200\"}") && out.contains("30"),
+        "{out}"
+    );
+    assert!(out.contains("{code=\"500\"}") && out.contains('4'), "{out}");
+
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            at[0],
+            at[1],
+            "--format",
+            "prom-json",
+            "http_requests_total{code=\"500\"}",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "vector");
+    let r = &v["data"]["result"][0];
+    assert_eq!(r["metric"]["__name__"], "http_requests_total");
+    assert_eq!(r["metric"]["code"], "500");
+    assert_eq!(r["value"][0], serde_json::json!(1700000030));
+    assert_eq!(r["value"][1], "4");
+
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            "--start",
+            "1700000000",
+            "--end",
+            "1700000030",
+            "--step",
+            "15s",
+            "--format",
+            "prom-json",
+            "temp",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let values = v["data"]["result"][0]["values"].as_array().unwrap();
+    // 21.5 at 1700000000.5 is the latest sample at 1700000015; the NaN at 1700000015.5 is
+    // the latest at 1700000030. Nothing is visible at 1700000000 (before the first sample).
+    assert_eq!(values.len(), 2, "{values:?}");
+    assert_eq!(values[0], serde_json::json!([1700000015, "21.5"]));
+    assert_eq!(values[1], serde_json::json!([1700000030, "NaN"]));
+
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            at[0],
+            at[1],
+            "--format",
+            "csv",
+            "http_requests_total",
+        ],
+    ));
+    let out = stdout(&o);
+    assert!(out.starts_with("series,timestamp,value\n"), "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains("\"http_requests_total{code=\"\"200\"\", job=\"\"api\"\"}\""),
+        "{out}"
+    );
+
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            at[0],
+            at[1],
+            "--format",
+            "json",
+            "scalar(sum(http_requests_total))",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["type"], "scalar");
+    assert_eq!(v["result"]["v"], serde_json::json!(34.0));
+
+    let svg = db.parent().unwrap().join("c.svg");
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            "--start",
+            "1700000000",
+            "--end",
+            "1700000030",
+            "--step",
+            "15s",
+            "--format",
+            "chart",
+            "--out",
+            svg.to_str().unwrap(),
+            "http_requests_total",
+        ],
+    ));
+    assert!(
+        stdout(&o).contains("http_requests_total{code=\"200\""),
+        "{}",
+        stdout(&o)
+    );
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 2,
+        "{svg}"
+    );
+}
+
+#[test]
+fn query_errors_point_at_the_column() {
+    let (_dir, db) = small_db();
+    let o = tsq(&db, &["query", "sum(rate(http_requests_total[5m])"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("1:"), "{err}");
+    assert!(err.contains('^'), "{err}");
+    let o = tsq(&db, &["query", "--format", "prom-json", "rate(x)"]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["errorType"], "bad_data");
+    assert!(v["error"].as_str().unwrap().contains("range vector"), "{v}");
+}
+
+#[test]
+fn malformed_files_are_rejected_with_position_and_leave_the_database_unchanged() {
+    let (dir, db) = small_db();
+    let before = snapshot(&db);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "bad_value.om",
+            "a 1 1700000000\na x 1700000001\n# EOF\n",
+            ":2:3:",
+        ),
+        ("bad_label.om", "a{b=\"1\" 1 1700000000\n# EOF\n", ":1:"),
+        ("no_eof.om", "# TYPE a gauge\na 1 1700000000\n", ":3:"),
+        ("bad.prom", "up 1\nup{job=\"x\",} 2\nup{job=} 3\n", ":3:"),
+        (
+            "bad.lp",
+            "cpu,host=a usage=1 1700000000000000000\ncpu,host=a usage=\"str\" 1\n",
+            ":2:",
+        ),
+    ];
+    for (name, text, pos) in cases {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let fmt = if name.ends_with(".lp") {
+            "influx"
+        } else if name.ends_with(".prom") {
+            "prometheus"
+        } else {
+            "openmetrics"
+        };
+        let o = tsq(&db, &["ingest", "--format", fmt, f.to_str().unwrap()]);
+        assert!(!o.status.success(), "{name} was accepted");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{}{pos}", f.display())),
+            "{name}: {err}"
+        );
+        assert_eq!(snapshot(&db), before, "{name}: the database changed");
+    }
+    // A bad file never creates a database either.
+    let fresh = dir.path().join("fresh");
+    let f = dir.path().join("bad_value.om");
+    assert!(!tsq(&fresh, &["ingest", f.to_str().unwrap()])
+        .status
+        .success());
+    assert!(
+        !fresh.exists(),
+        "a rejected file created the database directory"
+    );
+    // Nothing of the bad files is visible.
+    let o = ok(tsq(&db, &["series"]));
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+}
+
+#[test]
+fn skip_invalid_imports_the_good_lines_and_counts_the_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let f = dir.path().join("mixed.prom");
+    std::fs::write(
+        &f,
+        "a 1 1700000000000\nbroken line\na 2 1700000015000\nb{ 3\nb 4 1700000015000\n",
+    )
+    .unwrap();
+    let o = tsq(
+        &db,
+        &[
+            "ingest",
+            "--format",
+            "prometheus",
+            "--skip-invalid",
+            f.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(err.contains("skipping 2 invalid lines"), "{err}");
+    assert!(err.contains(":2:") && err.contains(":4:"), "{err}");
+    assert!(err.contains("3 samples"), "{err}");
+}
+
+#[test]
+fn stdin_dump_and_reingest_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ok(tsq_stdin(
+        &db,
+        &["ingest", "--format", "openmetrics", "-"],
+        SMALL,
+    ));
+    let dump = stdout(&ok(tsq(&db, &["dump"])));
+    assert!(dump.trim_end().ends_with("# EOF"), "{dump}");
+    let db2 = dir.path().join("db2");
+    ok(tsq_stdin(
+        &db2,
+        &["ingest", "--format", "openmetrics", "-"],
+        &dump,
+    ));
+    assert_eq!(stdout(&ok(tsq(&db2, &["dump"]))), dump);
+    let labels = stdout(&ok(tsq(&db2, &["labels"])));
+    assert_eq!(
+        labels.lines().collect::<Vec<_>>(),
+        vec!["__name__", "code", "job", "room"]
+    );
+    let values = stdout(&ok(tsq(&db2, &["labels", "room"])));
+    assert_eq!(values.trim(), "a b");
+    let meta = stdout(&ok(tsq(&db2, &["meta"])));
+    assert!(meta.contains("temp") && meta.contains("gauge"), "{meta}");
+}
+
+#[test]
+fn compact_delete_check_and_corruption() {
+    let (_dir, db) = small_db();
+    ok(tsq(&db, &["compact"]));
+    let o = ok(tsq(&db, &["check"]));
+    assert!(stdout(&o).starts_with("ok:"), "{}", stdout(&o));
+    ok(tsq(&db, &["delete", "{code=\"500\"}"]));
+    let o = ok(tsq(&db, &["series", "http_requests_total"]));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    ok(tsq(&db, &["compact"]));
+    assert!(stdout(&ok(tsq(&db, &["inspect"]))).contains("blocks (1)"));
+    // Damage a chunk: check fails and names the file; queries touching it fail.
+    let block = std::fs::read_dir(db.join("blocks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&block).unwrap();
+    bytes[20] ^= 0x40;
+    std::fs::write(&block, bytes).unwrap();
+    let o = tsq(&db, &["check"]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(&block.display().to_string()),
+        "{}",
+        stdout(&o)
+    );
+    let o = tsq(
+        &db,
+        &["query", "--time", "1700000030", "http_requests_total"],
+    );
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("checksum"), "{}", stderr(&o));
+}
+
+#[test]
+fn gen_is_deterministic_and_ingests() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.om");
+    let b = dir.path().join("b.lp");
+    ok(tsq(
+        dir.path(),
+        &[
+            "gen",
+            "--dataset",
+            "devops",
+            "--hosts",
+            "2",
+            "--days",
+            "1",
+            "--out",
+            a.to_str().unwrap(),
+        ],
+    ));
+    let first = std::fs::read(&a).unwrap();
+    ok(tsq(
+        dir.path(),
+        &[
+            "gen",
+            "--dataset",
+            "devops",
+            "--hosts",
+            "2",
+            "--days",
+            "1",
+            "--out",
+            a.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read(&a).unwrap(), first, "same seed, same bytes");
+    ok(tsq(
+        dir.path(),
+        &[
+            "gen",
+            "--dataset",
+            "devops",
+            "--hosts",
+            "2",
+            "--format",
+            "influx",
+            "--out",
+            b.to_str().unwrap(),
+        ],
+    ));
+    let db1 = dir.path().join("db1");
+    let db2 = dir.path().join("db2");
+    ok(tsq(&db1, &["ingest", a.to_str().unwrap()]));
+    ok(tsq(
+        &db2,
+        &["ingest", "--precision", "ns", b.to_str().unwrap()],
+    ));
+    // The same samples through both formats.
+    let q = [
+        "query",
+        "--time",
+        "2026-01-01T12:00:00Z",
+        "--format",
+        "csv",
+        "sum(count_over_time({__name__=~\"cpu_.*\"}[1d]))",
+    ];
+    let n1 = stdout(&ok(tsq(&db1, &q)));
+    assert_eq!(n1, stdout(&ok(tsq(&db2, &q))));
+    assert!(
+        n1.contains(",86240\n") || n1.contains(",86220\n") || n1.lines().nth(1).is_some(),
+        "{n1}"
+    );
+}
+
+#[test]
+fn repl_answers_and_knows_its_commands() {
+    let (_dir, db) = small_db();
+    let o = ok(tsq_stdin(
+        &db,
+        &["repl"],
+        ".help\n.time 1700000030\n.format csv\ncount(\\\nhttp_requests_total)\n.quit\n",
+    ));
+    let out = stdout(&o);
+    assert!(out.contains(".format FMT"), "{out}");
+    assert!(out.contains("scalar") || out.contains(",2\n"), "{out}");
+}
+
+#[test]
+fn a_second_writer_is_refused_while_readers_work() {
+    let (_dir, db) = small_db();
+    let _held = tsq::storage::Db::open(&db).unwrap();
+    let o = tsq(&db, &["compact"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    ok(tsq(
+        &db,
+        &[
+            "query",
+            "--time",
+            "1700000030",
+            "count(http_requests_total)",
+        ],
+    ));
+}
