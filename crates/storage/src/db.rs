@@ -53,7 +53,8 @@ pub struct Options {
     pub retention_ms: Option<i64>,
     /// Drop the oldest blocks while blocks take more than this. Default: no limit.
     pub retention_bytes: Option<u64>,
-    /// WAL segment size. Default 64 MiB.
+    /// WAL segment size. Default 16 MiB: replay maps one segment at a time, so this bounds
+    /// what replay adds to memory.
     pub wal_segment_bytes: u64,
     /// Open without the writer lock; writes are refused. Default false.
     pub read_only: bool,
@@ -69,7 +70,7 @@ impl Default for Options {
             flush_samples: 8_000_000,
             retention_ms: None,
             retention_bytes: None,
-            wal_segment_bytes: 64 << 20,
+            wal_segment_bytes: 16 << 20,
             read_only: false,
         }
     }
@@ -118,7 +119,7 @@ impl Builder {
         self.opts.retention_bytes = b;
         self
     }
-    /// WAL segment size (default 64 MiB).
+    /// WAL segment size (default 16 MiB).
     pub fn wal_segment_bytes(mut self, b: u64) -> Self {
         self.opts.wal_segment_bytes = b.max(4096);
         self

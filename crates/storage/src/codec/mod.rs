@@ -9,7 +9,7 @@
 //! - The chunk starts with enough information to know its sample count.
 //!
 //! Per chunk the encoder sizes every eligible timestamp codec and every eligible value codec
-//! (each is a [`Candidate`] that estimates its exact encoded length before writing) and
+//! (each is a `Candidate` that estimates its exact encoded length before writing) and
 //! keeps the smallest of each; then it wraps a section in zstd only where that saves at least
 //! an eighth of it. The byte layout is specified in `docs/format/codecs.md`.
 

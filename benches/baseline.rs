@@ -1,0 +1,94 @@
+//! Criterion benchmark: baselines over days at a fine step (docs/baselines.md).
+//!
+//! The workload dataset (6 services x 5 instances, one sample every 15 s, 8 days) in memory;
+//! `request_latency_seconds` has 30 series, 5 760 samples per series and day. Two queries
+//! over the last day, each evaluated with the incremental windows (the engine's path) and
+//! with every window recomputed from scratch (`with_naive_windows`, the test oracle):
+//!
+//! * `band_over_time(request_latency_seconds[1d], 3, "mad")` at a 1 m step (1 441 steps of
+//!   a 5 760-sample window: median and MAD per window);
+//! * `quantile without(season) (0.5, avg_over_time(request_latency_seconds[1h]
+//!   seasons(1d, 7, "by_season")))` at a 5 m step (289 steps x 7 seasons of 240 samples).
+//!
+//! The naive runs take seconds each: run with `cargo bench --bench baseline`.
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tsq::exec::baseline::with_naive_windows;
+use tsq::exec::{Engine, EngineOptions, MemStorage, QueryResult, Value};
+use tsq::formats::gen::{workload, WorkloadParams};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn dataset() -> (MemStorage, i64) {
+    let ds = workload(&WorkloadParams {
+        days: 8,
+        ..WorkloadParams::default()
+    });
+    let mut db = MemStorage::new();
+    let wanted: Vec<bool> = ds
+        .series()
+        .iter()
+        .map(|s| s.metric == "request_latency_seconds")
+        .collect();
+    let mut last = 0;
+    ds.for_each_sample(|i, t, v| {
+        if wanted[i] {
+            db.add(ds.series()[i].labels.clone(), t, v);
+            last = last.max(t);
+        }
+        Ok::<(), ()>(())
+    })
+    .expect("generator");
+    (db, last)
+}
+
+const BAND: &str = r#"band_over_time(request_latency_seconds[1d], 3, "mad")"#;
+const SEASONAL: &str = r#"quantile without(season) (0.5, avg_over_time(request_latency_seconds[1h] seasons(1d, 7, "by_season")))"#;
+
+fn points(r: &QueryResult) -> usize {
+    match &r.value {
+        Value::Matrix(m) => m.iter().map(|s| s.samples.len()).sum(),
+        _ => 0,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let (db, end) = dataset();
+    let engine = Engine::new(EngineOptions {
+        threads: 1,
+        ..EngineOptions::default()
+    });
+    let start = end - DAY_MS;
+    let run = |q: &str, step: i64| engine.range_query(&db, q, start, end, step).unwrap();
+    // Same answers both ways (the oracle check of the property tests, on real data).
+    for (q, step) in [(BAND, 60_000), (SEASONAL, 300_000)] {
+        let a = run(q, step);
+        let b = with_naive_windows(|| run(q, step));
+        assert_eq!(points(&a), points(&b), "{q}");
+        assert!(points(&a) > 0, "{q}");
+    }
+    let mut g = c.benchmark_group("baseline");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("band mad 1d, last day at 1m: incremental", |b| {
+        b.iter(|| run(BAND, 60_000))
+    });
+    g.bench_function("band mad 1d, last day at 1m: naive recompute", |b| {
+        b.iter(|| with_naive_windows(|| run(BAND, 60_000)))
+    });
+    g.bench_function("seasonal median of 7 x 1h, last day at 5m: incremental", |b| {
+        b.iter(|| run(SEASONAL, 300_000))
+    });
+    g.bench_function("seasonal median of 7 x 1h, last day at 5m: naive recompute", |b| {
+        b.iter(|| with_naive_windows(|| run(SEASONAL, 300_000)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
