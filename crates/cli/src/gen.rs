@@ -208,9 +208,16 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
             tmp.path().to_path_buf()
         }
     };
-    let sync = if args.sync == "never" { SyncPolicy::Never } else { SyncPolicy::Batch };
+    let sync = if args.sync == "never" {
+        SyncPolicy::Never
+    } else {
+        SyncPolicy::Batch
+    };
     // Keep everything in the head and the WAL, so that the reopen below replays it all.
-    let db = Db::builder().sync(sync).flush_samples(u64::MAX).open(&dir)?;
+    let db = Db::builder()
+        .sync(sync)
+        .flush_samples(u64::MAX)
+        .open(&dir)?;
     let (n, secs) = load_dataset(&db, &ds, args.batch)?;
     let rss_ingest = peak_rss_kib();
     drop(db);
@@ -229,14 +236,46 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     let db = Db::open_read_only(&dir)?;
     let open_ms = reopen.elapsed().as_secs_f64() * 1000.0;
     drop(db);
-    let mib = |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    println!("dataset       {} (seed {}), {} series, {} samples", ds.name(), ds.seed(), ds.series().len(), n);
-    println!("parameters    batch {} samples, sync {}", args.batch, args.sync);
-    println!("ingest        {:.2} s, {:.2} M samples/s (appender + WAL, one writer thread)", secs, n as f64 / secs / 1e6);
-    println!("WAL replay    {:.2} s for {} samples ({} bytes of WAL), {:.2} M samples/s", replay_secs, n, wal_bytes, n as f64 / replay_secs / 1e6);
+    let mib =
+        |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!(
+        "dataset       {} (seed {}), {} series, {} samples",
+        ds.name(),
+        ds.seed(),
+        ds.series().len(),
+        n
+    );
+    println!(
+        "parameters    batch {} samples, sync {}",
+        args.batch, args.sync
+    );
+    println!(
+        "ingest        {:.2} s, {:.2} M samples/s (appender + WAL, one writer thread)",
+        secs,
+        n as f64 / secs / 1e6
+    );
+    println!(
+        "WAL replay    {:.2} s for {} samples ({} bytes of WAL), {:.2} M samples/s",
+        replay_secs,
+        n,
+        wal_bytes,
+        n as f64 / replay_secs / 1e6
+    );
     println!("flush+compact {:.2} s", flush_secs);
-    println!("bytes/sample  {:.3} (blocks), {:.3} (whole directory, {} bytes)", blocks as f64 / n as f64, total as f64 / n as f64, total);
-    println!("open          {:.1} ms (read-only, after compaction)", open_ms);
-    println!("peak RSS      {} after ingest, {} after replay (replay must not raise it)", mib(rss_ingest), mib(rss_replay));
+    println!(
+        "bytes/sample  {:.3} (blocks), {:.3} (whole directory, {} bytes)",
+        blocks as f64 / n as f64,
+        total as f64 / n as f64,
+        total
+    );
+    println!(
+        "open          {:.1} ms (read-only, after compaction)",
+        open_ms
+    );
+    println!(
+        "peak RSS      {} after ingest, {} after replay (replay must not raise it)",
+        mib(rss_ingest),
+        mib(rss_replay)
+    );
     Ok(ExitCode::SUCCESS)
 }

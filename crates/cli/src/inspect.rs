@@ -304,11 +304,9 @@ pub fn analyze(db_path: &Path, args: AnalyzeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `tsq dump`.
+/// `--start` / `--end`, both optional.
 #[derive(Args, Debug)]
-pub struct DumpArgs {
-    /// Selector; every series when omitted.
-    selector: Option<String>,
+pub struct TimeRange {
     /// From this time (default: the beginning).
     #[arg(long)]
     start: Option<String>,
@@ -317,24 +315,31 @@ pub struct DumpArgs {
     end: Option<String>,
 }
 
+impl TimeRange {
+    /// The bounds in ms, open ends as the extremes of i64.
+    fn bounds(&self) -> Result<(i64, i64)> {
+        let start = self.start.as_deref().map(parse_time).transpose()?;
+        let end = self.end.as_deref().map(parse_time).transpose()?;
+        Ok((start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX)))
+    }
+}
+
+/// Arguments of `tsq dump`.
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Selector; every series when omitted.
+    selector: Option<String>,
+    #[command(flatten)]
+    range: TimeRange,
+}
+
 pub fn dump(db_path: &Path, args: DumpArgs) -> Result<ExitCode> {
     let db = crate::open_ro(db_path)?;
     let m = match &args.selector {
         Some(s) => matchers(s)?,
         None => vec![Matcher::new(MatchOp::Regex, "__name__", ".+", true).expect("valid regex")],
     };
-    let start = args
-        .start
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let end = args
-        .end
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MAX);
+    let (start, end) = args.range.bounds()?;
     let mut series = db.select(&m, start, end)?;
     // OpenMetrics wants each family's samples together.
     series.sort_by(|a, b| {
@@ -399,29 +404,14 @@ pub fn compact(db_path: &Path) -> Result<ExitCode> {
 pub struct DeleteArgs {
     /// Which series (a selector with at least one matcher).
     selector: String,
-    /// From this time (default: the beginning).
-    #[arg(long)]
-    start: Option<String>,
-    /// Up to this time (default: the end).
-    #[arg(long)]
-    end: Option<String>,
+    #[command(flatten)]
+    range: TimeRange,
 }
 
 pub fn delete(db_path: &Path, args: DeleteArgs) -> Result<ExitCode> {
     let db = crate::open_rw(db_path)?;
     let m = matchers(&args.selector)?;
-    let start = args
-        .start
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let end = args
-        .end
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(i64::MAX);
+    let (start, end) = args.range.bounds()?;
     let n = db.series(&m)?.len();
     db.delete(&m, start, end).context("deleting")?;
     println!("deleted samples of {n} series (space is reclaimed at the next compaction)");

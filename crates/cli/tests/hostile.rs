@@ -150,7 +150,13 @@ fn malformed_ingest_files_fail_cleanly_in_every_format() {
 
         // A line longer than the 1 MiB limit: refused, and (atomic per file) nothing written.
         let huge = line(fmt, "m", &"a".repeat(2 << 20), ts, "1");
-        let r = ingest(tmp.path(), &db, "huge", fmt, &doc(fmt, &format!("{good}{huge}")));
+        let r = ingest(
+            tmp.path(),
+            &db,
+            "huge",
+            fmt,
+            &doc(fmt, &format!("{good}{huge}")),
+        );
         refused(&r, &format!("{fmt}: 2 MiB line"));
         assert!(!db.exists(), "{fmt}: a refused file created the database");
 
@@ -159,16 +165,33 @@ fn malformed_ingest_files_fail_cleanly_in_every_format() {
         let at = bad.windows(3).position(|w| w == b"ABC").unwrap();
         bad[at] = 0xff;
         bad[at + 1] = 0xfe;
-        refused(&ingest(tmp.path(), &db, "utf8", fmt, &bad), &format!("{fmt}: invalid UTF-8"));
+        refused(
+            &ingest(tmp.path(), &db, "utf8", fmt, &bad),
+            &format!("{fmt}: invalid UTF-8"),
+        );
 
         // Binary garbage, NUL bytes, a lone CR, an empty file.
-        let garbage: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-        clean(&ingest(tmp.path(), &db, "garbage", fmt, &garbage), &format!("{fmt}: garbage"));
+        let garbage: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         clean(
-            &ingest(tmp.path(), &db, "nul", fmt, &doc(fmt, &format!("{good}m\0{{l=\"\0\"}} 1\n"))),
+            &ingest(tmp.path(), &db, "garbage", fmt, &garbage),
+            &format!("{fmt}: garbage"),
+        );
+        clean(
+            &ingest(
+                tmp.path(),
+                &db,
+                "nul",
+                fmt,
+                &doc(fmt, &format!("{good}m\0{{l=\"\0\"}} 1\n")),
+            ),
             &format!("{fmt}: NUL bytes"),
         );
-        clean(&ingest(tmp.path(), &db, "empty", fmt, b""), &format!("{fmt}: empty file"));
+        clean(
+            &ingest(tmp.path(), &db, "empty", fmt, b""),
+            &format!("{fmt}: empty file"),
+        );
 
         // Absurd timestamps and values.
         for (t, v) in [
@@ -181,7 +204,10 @@ fn malformed_ingest_files_fail_cleanly_in_every_format() {
             (ts, "1e999"),
             (ts, "-nan"),
             (ts, "0x1p3"),
-            (ts, "99999999999999999999999999999999999999999999999999999999"),
+            (
+                ts,
+                "99999999999999999999999999999999999999999999999999999999",
+            ),
         ] {
             let r = ingest(
                 tmp.path(),
@@ -197,10 +223,16 @@ fn malformed_ingest_files_fail_cleanly_in_every_format() {
         if fmt == "prometheus" || fmt == "openmetrics" {
             let labels: Vec<String> = (0..20_000).map(|i| format!("l{i}=\"v\"")).collect();
             let body = format!("many{{{}}} 1 {ts}\n", labels.join(","));
-            clean(&ingest(tmp.path(), &db, "labels", fmt, &doc(fmt, &body)), &format!("{fmt}: 20k labels"));
+            clean(
+                &ingest(tmp.path(), &db, "labels", fmt, &doc(fmt, &body)),
+                &format!("{fmt}: 20k labels"),
+            );
             // Duplicate label names.
             let body = format!("dup{{a=\"1\",a=\"2\"}} 1 {ts}\n");
-            clean(&ingest(tmp.path(), &db, "dup", fmt, &doc(fmt, &body)), &format!("{fmt}: duplicate labels"));
+            clean(
+                &ingest(tmp.path(), &db, "dup", fmt, &doc(fmt, &body)),
+                &format!("{fmt}: duplicate labels"),
+            );
         }
 
         // Cardinality explosion: 30,000 distinct series in one file.
@@ -208,7 +240,10 @@ fn malformed_ingest_files_fail_cleanly_in_every_format() {
         for i in 0..30_000 {
             body.push_str(&line(fmt, "card", &format!("v{i}"), ts, "1"));
         }
-        clean(&ingest(tmp.path(), &db, "card", fmt, &doc(fmt, &body)), &format!("{fmt}: 30k series"));
+        clean(
+            &ingest(tmp.path(), &db, "card", fmt, &doc(fmt, &body)),
+            &format!("{fmt}: 30k series"),
+        );
         if db.exists() {
             clean(&run(&db, &["check"]), &format!("{fmt}: check"));
         }
@@ -224,11 +259,16 @@ fn adversarial_queries_end_cleanly() {
     let mut body = String::new();
     for i in 0..200 {
         let t = 1_767_225_600_000i64 + i * 15_000;
-        body.push_str(&format!("m{{l=\"x\"}} {i} {t}\nlongval{{v=\"{long}\"}} 1 {t}\n"));
+        body.push_str(&format!(
+            "m{{l=\"x\"}} {i} {t}\nlongval{{v=\"{long}\"}} 1 {t}\n"
+        ));
     }
     let f = tmp.path().join("in.prom");
     std::fs::write(&f, body).unwrap();
-    let r = run(&db, &["ingest", "--format", "prometheus", f.to_str().unwrap()]);
+    let r = run(
+        &db,
+        &["ingest", "--format", "prometheus", f.to_str().unwrap()],
+    );
     clean(&r, "setup ingest");
     assert_eq!(r.code, Some(0), "{}", r.stderr);
 
@@ -239,7 +279,11 @@ fn adversarial_queries_end_cleanly() {
     let deep_aggr = format!("{}m{}", "sum(".repeat(20_000), ")".repeat(20_000));
     let long_chain = vec!["m"; 50_000].join(" + ");
     let long_chain_pow = vec!["2"; 50_000].join(" ^ ");
-    let deep_sub = format!("{}m{}", "max_over_time((".repeat(2_000), ")[5m:1m])".repeat(2_000));
+    let deep_sub = format!(
+        "{}m{}",
+        "max_over_time((".repeat(2_000),
+        ")[5m:1m])".repeat(2_000)
+    );
     let cases: Vec<(String, Vec<&str>)> = vec![
         (deep_parens, at.to_vec()),
         (deep_unary, at.to_vec()),
@@ -258,23 +302,76 @@ fn adversarial_queries_end_cleanly() {
         // Enormous ranges and tiny steps.
         (
             "m".into(),
-            vec!["--start", "2025-01-01T00:00:00Z", "--end", "2026-01-01T00:00:00Z", "--step", "1ms"],
+            vec![
+                "--start",
+                "2025-01-01T00:00:00Z",
+                "--end",
+                "2026-01-01T00:00:00Z",
+                "--step",
+                "1ms",
+            ],
         ),
         (
             "rate(m[1y])".into(),
-            vec!["--start", "2025-01-01T00:00:00Z", "--end", "2026-01-01T00:00:00Z", "--step", "1h"],
+            vec![
+                "--start",
+                "2025-01-01T00:00:00Z",
+                "--end",
+                "2026-01-01T00:00:00Z",
+                "--step",
+                "1h",
+            ],
         ),
         ("max_over_time(m[1y:1ms])".into(), at.to_vec()),
-        ("max_over_time(max_over_time(m[1d:1ms])[1d:1ms])".into(), at.to_vec()),
+        (
+            "max_over_time(max_over_time(m[1d:1ms])[1d:1ms])".into(),
+            at.to_vec(),
+        ),
         ("m offset 10000y".into(), at.to_vec()),
         ("m[9999999y]".into(), at.to_vec()),
         ("m @ 1e300".into(), at.to_vec()),
-        ("m".into(), vec!["--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z", "--step", "1m"]),
-        ("m".into(), vec!["--start", "2026-01-01T00:00:00Z", "--end", "2026-01-02T00:00:00Z", "--step", "0s"]),
-        ("m".into(), vec!["--start", "2026-01-01T00:00:00Z", "--end", "2026-01-02T00:00:00Z", "--step", "-1m"]),
+        (
+            "m".into(),
+            vec![
+                "--start",
+                "2026-01-02T00:00:00Z",
+                "--end",
+                "2026-01-01T00:00:00Z",
+                "--step",
+                "1m",
+            ],
+        ),
+        (
+            "m".into(),
+            vec![
+                "--start",
+                "2026-01-01T00:00:00Z",
+                "--end",
+                "2026-01-02T00:00:00Z",
+                "--step",
+                "0s",
+            ],
+        ),
+        (
+            "m".into(),
+            vec![
+                "--start",
+                "2026-01-01T00:00:00Z",
+                "--end",
+                "2026-01-02T00:00:00Z",
+                "--step",
+                "-1m",
+            ],
+        ),
         ("m".into(), vec!["--time", "99999999999999999999"]),
-        ("count_values(\"l\", m) * on() group_left count_values(\"l\", m)".into(), at.to_vec()),
-        ("label_replace(m, \"x\", \"$1$1$1$1$1$1$1$1\", \"l\", \"(.*)\")".into(), at.to_vec()),
+        (
+            "count_values(\"l\", m) * on() group_left count_values(\"l\", m)".into(),
+            at.to_vec(),
+        ),
+        (
+            "label_replace(m, \"x\", \"$1$1$1$1$1$1$1$1\", \"l\", \"(.*)\")".into(),
+            at.to_vec(),
+        ),
         ("topk(9223372036854775807, m)".into(), at.to_vec()),
         ("quantile(NaN, m)".into(), at.to_vec()),
         ("\u{0}\u{ffff}".into(), at.to_vec()),
@@ -289,7 +386,16 @@ fn adversarial_queries_end_cleanly() {
     // The step limit is a clean refusal, not an attempt.
     let r = run(
         &db,
-        &["query", "m", "--start", "2025-01-01T00:00:00Z", "--end", "2026-01-01T00:00:00Z", "--step", "1ms"],
+        &[
+            "query",
+            "m",
+            "--start",
+            "2025-01-01T00:00:00Z",
+            "--end",
+            "2026-01-01T00:00:00Z",
+            "--step",
+            "1ms",
+        ],
     );
     refused(&r, "a year at 1 ms steps");
 }

@@ -227,7 +227,10 @@ fn sigkill_during_ingest_leaves_a_prefix_of_whole_batches() {
             .unwrap();
         ok(o, &format!("{ctx}: resumed ingest"));
         let dump = ok(tsq(&db, &["dump"]), "dump").stdout;
-        assert!(dump == reference_dump, "{ctx}: dump after resume differs from a clean import");
+        assert!(
+            dump == reference_dump,
+            "{ctx}: dump after resume differs from a clean import"
+        );
         std::fs::remove_dir_all(&db).unwrap();
         std::fs::remove_file(&rest).unwrap();
     }
