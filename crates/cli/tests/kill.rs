@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tsq::formats::{self, Event, ParseOptions};
 use tsq::storage::{Db, Labels, MatchOp, Matcher};
 
-const BATCH: usize = 2_000;
+const BATCH: usize = 1_000;
 
 fn tsq(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tsq"))
@@ -106,7 +106,7 @@ fn sigkill_during_ingest_leaves_a_prefix_of_whole_batches() {
     let trials: usize = std::env::var("TSQ_KILL_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(3);
     let seed: u64 = std::env::var("TSQ_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
