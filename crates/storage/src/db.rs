@@ -266,7 +266,19 @@ impl Db {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (state, notices, last_seg) = Db::load(&*vfs, dir, &opts)?;
+            let (state, notices, last_seg) = match Db::load(&*vfs, dir, &opts) {
+                Ok(x) => x,
+                // A writer's flush deleted a WAL segment or block we were about to read:
+                // start over from its new manifest.
+                Err(Error::Io { ref source, .. })
+                    if opts.read_only
+                        && source.kind() == std::io::ErrorKind::NotFound
+                        && attempt < 5 =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             if opts.read_only {
                 let again = Manifest::load(&*vfs, dir)?.map(|m| m.encode());
                 if again != Some(state.manifest.encode()) && attempt < 5 && again.is_some() {
@@ -384,6 +396,7 @@ impl Db {
         };
         let last_seg = segments.last().map(|s| s.0).unwrap_or(0);
         let mut manifest_dirty = false;
+        let mut orphans = 0u64;
         for (i, (_, name)) in segments.iter().enumerate() {
             let path = wal_dir.join(name);
             let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
@@ -408,7 +421,9 @@ impl Db {
                             manifest.meta.insert(name, m);
                         }
                         for (id, t, v) in samples {
-                            head.append(id, t, v);
+                            if !head.is_known(id) || !head.append(id, t, v) {
+                                orphans += 1;
+                            }
                         }
                     }
                     Record::Delete(d) => {
@@ -427,6 +442,16 @@ impl Db {
                 }
                 Ok(())
             })?;
+            if orphans > 0 {
+                notices.push(ReplayNotice {
+                    segment: path.clone(),
+                    offset: 0,
+                    message: format!(
+                        "{orphans} samples name a series whose declaration was lost (damaged earlier record); dropped"
+                    ),
+                });
+                orphans = 0;
+            }
             if scan.torn_tail {
                 let is_last = i + 1 == segments.len();
                 if is_last {
@@ -861,9 +886,10 @@ impl Db {
             st.manifest.blocks = manifest.blocks;
             st.blocks.extend(opened);
             st.head.clear_samples();
-            let logged = st.head.unlogged.len();
-            // Series created but never committed are in the checkpoint now.
-            st.head.unlogged.drain(..logged);
+            // Series that existed at the snapshot are in the checkpoint now; series created
+            // since (by another thread's `series_ref`) are not, and stay to be logged.
+            let n_snapshot = series_list.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
+            st.head.unlogged.retain(|&id| id >= n_snapshot);
         }
         self.compact_locked(false)?;
         self.apply_retention()?;
@@ -1182,7 +1208,9 @@ impl Db {
             let mut notices = Vec::new();
             match wal::scan_segment(&path, (*data).as_ref(), &mut notices, |_| Ok(())) {
                 Ok(scan) => {
-                    if scan.torn_tail && (i + 1 < n || self.inner.opts.read_only) {
+                    // A torn tail of the last segment is what a crash (or a writer in the
+                    // middle of a record) leaves; replay truncates it: not damage.
+                    if scan.torn_tail && i + 1 < n {
                         notices.push(ReplayNotice {
                             segment: path.clone(),
                             offset: scan.good_len,

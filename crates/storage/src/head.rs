@@ -132,6 +132,13 @@ impl Head {
         resolve_labels(&self.symbols, &self.series[id as usize].labels)
     }
 
+    /// True for a series created with labels (not a placeholder for a lost declaration).
+    pub fn is_known(&self, id: u32) -> bool {
+        self.series
+            .get(id as usize)
+            .is_some_and(|s| !s.labels.is_empty())
+    }
+
     pub fn max_t_of(&self, id: u32) -> Option<i64> {
         self.series.get(id as usize).map(|s| s.max_t)
     }
