@@ -162,6 +162,8 @@ struct Writer {
     wal: Option<WalWriter>,
     /// Sequence number for the next segment.
     next_seg: u64,
+    /// Number of records appended so far (the log sequence number of the last one).
+    written_lsn: u64,
     /// A WAL write failed: start a fresh segment before the next record.
     wal_broken: bool,
 }
@@ -171,6 +173,9 @@ struct Inner {
     dir: PathBuf,
     opts: Options,
     writer: Mutex<Writer>,
+    /// Records up to this LSN are durable. Held while a sync runs, so that concurrent
+    /// committers wait for that sync instead of starting their own (group commit).
+    synced_lsn: Mutex<u64>,
     state: RwLock<State>,
     notices: Vec<ReplayNotice>,
     stop: AtomicBool,
@@ -180,7 +185,8 @@ struct Inner {
 /// An embedded tsq database. Cloning is cheap and shares the database; it is `Send + Sync`.
 ///
 /// One writer at a time (appender commits, flushes, compactions and deletions are
-/// serialised); readers see consistent snapshots and never wait for a commit's sync.
+/// serialised, but a commit's fsync runs outside that lock and covers every batch appended
+/// before it: group commit); readers see consistent snapshots and never wait for a sync.
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
@@ -292,8 +298,10 @@ impl Db {
                 writer: Mutex::new(Writer {
                     wal: None,
                     next_seg: last_seg + 1,
+                    written_lsn: 0,
                     wal_broken: false,
                 }),
+                synced_lsn: Mutex::new(0),
                 state: RwLock::new(state),
                 notices,
                 stop: AtomicBool::new(false),
@@ -577,7 +585,8 @@ impl Db {
         let (count, min_t, max_t) = wal::encode_batch(&mut payload, &new_series, meta, samples);
         let mut framed = Vec::with_capacity(payload.len() + wal::HEADER_LEN + 4);
         wal::frame(&mut framed, wal::REC_BATCH, &payload, count, min_t, max_t);
-        self.write_wal(&mut w, &framed, self.inner.opts.sync == SyncPolicy::Batch)?;
+        self.write_wal(&mut w, &framed, false)?;
+        let my_lsn = w.written_lsn;
         {
             let mut st = self.inner.state.write();
             let logged = new_series.len();
@@ -591,11 +600,62 @@ impl Db {
         }
         let need_flush = self.inner.state.read().head.n_samples >= self.inner.opts.flush_samples;
         if need_flush {
+            // A flush makes everything durable (blocks, then a new synced segment).
             self.flush_locked(&mut w)?;
+            let lsn = w.written_lsn;
+            // Lock order: `synced_lsn` is never taken while `writer` is held.
+            drop(w);
+            let mut synced = self.inner.synced_lsn.lock();
+            *synced = (*synced).max(lsn);
+            return Ok(CommitInfo {
+                samples: samples.len(),
+            });
+        }
+        drop(w);
+        if self.inner.opts.sync == SyncPolicy::Batch {
+            self.sync_to(my_lsn)?;
         }
         Ok(CommitInfo {
             samples: samples.len(),
         })
+    }
+
+    /// Makes records up to `lsn` durable. Runs the fsync without the writer lock, so other
+    /// commits keep appending meanwhile; whoever syncs covers everything appended before it
+    /// started, and committers that were covered return without a sync of their own.
+    fn sync_to(&self, lsn: u64) -> Result<()> {
+        let mut synced = self.inner.synced_lsn.lock();
+        if *synced >= lsn {
+            return Ok(());
+        }
+        let (target, mut syncer) = {
+            let w = self.inner.writer.lock();
+            let Some(wal) = w.wal.as_ref() else {
+                // The segment was replaced by a flush, which synced everything.
+                *synced = w.written_lsn;
+                return Ok(());
+            };
+            (w.written_lsn, wal.syncer()?)
+        };
+        let res = syncer.sync();
+        let mut w = self.inner.writer.lock();
+        match res {
+            Ok(()) => {
+                *synced = target;
+                if w.written_lsn == target {
+                    if let Some(wal) = w.wal.as_mut() {
+                        wal.mark_synced();
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Later records go to a fresh segment; this batch is reported as failed
+                // (it stays visible in this process and may or may not survive a crash).
+                w.wal_broken = true;
+                Err(Error::io("sync", Db::wal_dir(&self.inner.dir), e))
+            }
+        }
     }
 
     fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
@@ -618,6 +678,9 @@ impl Db {
         // The writer rolls to new segments by itself: never hand out a number it used.
         let seq = wal.seq();
         w.next_seg = w.next_seg.max(seq + 1);
+        if res.is_ok() {
+            w.written_lsn += 1;
+        }
         if res.is_err() {
             w.wal_broken = true;
         }
@@ -626,14 +689,8 @@ impl Db {
 
     /// Makes every committed batch durable (whatever the sync policy).
     pub fn sync(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock();
-        if let Some(wal) = w.wal.as_mut() {
-            if let Err(e) = wal.sync() {
-                w.wal_broken = true;
-                return Err(e);
-            }
-        }
-        Ok(())
+        let lsn = self.inner.writer.lock().written_lsn;
+        self.sync_to(lsn)
     }
 
     /// Selects the samples in `[mint, maxt]` of every series matching all `matchers`,

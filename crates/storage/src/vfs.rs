@@ -23,6 +23,9 @@ pub trait VfsFile: Send {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes everything written so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
+    /// A second handle on the same file that can only sync it, so that a sync can run
+    /// while other threads keep appending through this one (group commit).
+    fn syncer(&self) -> io::Result<Box<dyn VfsFile>>;
 }
 
 /// The file-system operations the engine uses.
@@ -68,6 +71,9 @@ impl VfsFile for OsFile {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    fn syncer(&self) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(OsFile(self.0.try_clone()?)))
     }
 }
 
@@ -326,6 +332,12 @@ impl VfsFile for MemFile {
         let mut ino = self.inode.lock();
         ino.durable = ino.live.clone();
         Ok(())
+    }
+    fn syncer(&self) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(MemFile {
+            vfs: self.vfs.clone(),
+            inode: self.inode.clone(),
+        }))
     }
 }
 

@@ -322,6 +322,19 @@ impl WalWriter {
         Ok(())
     }
 
+    /// A handle that syncs the current segment without holding this writer (group commit).
+    /// Records in earlier segments are already durable: a segment is synced before the
+    /// writer rolls to the next one.
+    pub fn syncer(&self) -> Result<Box<dyn VfsFile>> {
+        let path = self.dir.join(segment_name(self.seq));
+        self.file.syncer().map_err(|e| Error::io("open", &path, e))
+    }
+
+    /// Marks everything appended so far as synced (after a sync through a [`Self::syncer`]).
+    pub fn mark_synced(&mut self) {
+        self.dirty = false;
+    }
+
     /// True when records were appended since the last sync.
     pub fn is_dirty(&self) -> bool {
         self.dirty

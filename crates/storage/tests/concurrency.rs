@@ -223,7 +223,10 @@ fn readers_see_whole_batches_while_writer_flushes_and_compacts() {
         maint.load(Ordering::Relaxed),
     );
     eprintln!("concurrency: {nb} batches, {nr} snapshot reads, {nm} flush/compact/delete");
-    assert!(nb > 10 && nr > 10 && nm > 3, "too little happened: {nb} {nr} {nm}");
+    assert!(
+        nb > 10 && nr > 10 && nm > 3,
+        "too little happened: {nb} {nr} {nm}"
+    );
     // The final state is consistent too, after a reopen.
     check_snapshot(&db, "final").unwrap();
     drop(db);

@@ -81,7 +81,11 @@ fn workload(seed: u64) -> Config {
                 let mut b = Vec::with_capacity(n);
                 // Mostly in order, some out of order inside the window; in a few batches one
                 // sample may lie beyond it (the whole batch must then be refused).
-                let too_old_at = if r.chance(10) { r.below(n as u64) as usize } else { n };
+                let too_old_at = if r.chance(10) {
+                    r.below(n as u64) as usize
+                } else {
+                    n
+                };
                 for i in 0..n {
                     let s = r.below(u64::from(n_series)) as u8;
                     let t = match r.below(10) {
@@ -178,7 +182,10 @@ fn read_all(db: &Db) -> tsq_storage::Result<Model> {
         let id: u8 = s.labels.get("s").unwrap().parse().unwrap();
         let e = m.entry(id).or_default();
         for (t, v) in s.timestamps.iter().zip(&s.values) {
-            assert!(e.insert(*t, v.to_bits()).is_none(), "duplicate t {t} in s{id}");
+            assert!(
+                e.insert(*t, v.to_bits()).is_none(),
+                "duplicate t {t} in s{id}"
+            );
         }
     }
     Ok(m)
@@ -192,11 +199,14 @@ enum Call {
     Other,
 }
 
+/// Mutating calls by `ops()` index.
+type CallLog = Arc<Mutex<Vec<(u64, Call)>>>;
+
 /// Wraps a [`MemVfs`] and records the kind of every mutating call, by its `ops()` index.
 #[derive(Clone)]
 struct Recorder {
     mem: MemVfs,
-    log: Arc<Mutex<Vec<(u64, Call)>>>,
+    log: CallLog,
 }
 
 impl Recorder {
@@ -223,6 +233,12 @@ impl VfsFile for RecFile {
     fn sync(&mut self) -> io::Result<()> {
         let rec = self.rec.clone();
         rec.note(Call::Sync, || self.inner.sync())
+    }
+    fn syncer(&self) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(RecFile {
+            rec: self.rec.clone(),
+            inner: self.inner.syncer()?,
+        }))
     }
 }
 
@@ -286,7 +302,7 @@ struct Outcome {
     rejected: usize,
 }
 
-fn execute(cfg: &Config, fail_from: Option<u64>, log: Option<&Arc<Mutex<Vec<(u64, Call)>>>>) -> Outcome {
+fn execute(cfg: &Config, fail_from: Option<u64>, log: Option<&CallLog>) -> Outcome {
     let mem = MemVfs::new();
     let rec = Recorder {
         mem: mem.clone(),
@@ -413,7 +429,7 @@ fn campaign(first_seed: u64, trials: u64) -> Stats {
     while st.trials < trials {
         seed += 1;
         let cfg = workload(seed);
-        let log: Arc<Mutex<Vec<(u64, Call)>>> = Arc::default();
+        let log: CallLog = Arc::default();
         let full = execute(&cfg, None, Some(&log));
         st.workloads += 1;
         st.rejected_batches += full.rejected as u64;
@@ -473,15 +489,21 @@ fn campaign(first_seed: u64, trials: u64) -> Stats {
                 let mut app = db.appender();
                 let r9 = app.series_ref(&labels(9)).unwrap();
                 app.add(r9, 1 << 40, 1.0);
-                app.commit().unwrap_or_else(|e| panic!("{ctx}: commit after recovery: {e}"));
-                db.flush().unwrap_or_else(|e| panic!("{ctx}: flush after recovery: {e}"));
+                app.commit()
+                    .unwrap_or_else(|e| panic!("{ctx}: commit after recovery: {e}"));
+                db.flush()
+                    .unwrap_or_else(|e| panic!("{ctx}: flush after recovery: {e}"));
                 drop(db);
                 let db = open(Arc::new(image.crash_image(None)), &cfg)
                     .unwrap_or_else(|e| panic!("{ctx}: second reopen failed: {e}"));
                 let mut again = read_all(&db).unwrap();
                 assert_eq!(again.remove(&9).map(|s| s.len()), Some(1), "{ctx}");
                 if cfg.retention_ms.is_none() {
-                    assert_eq!(nonempty(again), nonempty(got), "{ctx}: flush changed the data");
+                    assert_eq!(
+                        nonempty(again),
+                        nonempty(got),
+                        "{ctx}: flush changed the data"
+                    );
                 }
             }
         }
@@ -513,7 +535,7 @@ fn random_workloads_survive_random_crashes() {
 fn recorder_sees_syncs() {
     // The campaign's sync-point targeting relies on the recorder's log matching `ops()`.
     let cfg = workload(1);
-    let log: Arc<Mutex<Vec<(u64, Call)>>> = Arc::default();
+    let log: CallLog = Arc::default();
     let out = execute(&cfg, None, Some(&log));
     let log = log.lock();
     assert!(log.iter().any(|c| c.1 == Call::Sync));
