@@ -31,7 +31,8 @@ struct Band {
     upper: Vec<(i64, f64)>,
 }
 
-fn split(res: &QueryResult) -> (Vec<Line>, Vec<Band>) {
+/// Splits a matrix into lines and bands; a series without labels is named by the query.
+fn split(res: &QueryResult, expr: &str) -> (Vec<Line>, Vec<Band>) {
     let Value::Matrix(m) = &res.value else {
         return (Vec::new(), Vec::new());
     };
@@ -57,7 +58,11 @@ fn split(res: &QueryResult) -> (Vec<Line>, Vec<Band>) {
                 }
             }
             _ => lines.push(Line {
-                name: s.labels.to_string(),
+                name: if s.labels.is_empty() {
+                    expr.to_string()
+                } else {
+                    s.labels.to_string()
+                },
                 points: finite,
             }),
         }
@@ -129,7 +134,7 @@ pub fn render_terminal(out: &mut impl Write, res: &QueryResult, spec: &QuerySpec
         writeln!(out, "{}", prom_float(*v))?;
         return Ok(());
     }
-    let (lines, bands) = split(res);
+    let (lines, bands) = split(res, &spec.expr);
     let Some((t0, t1, lo, hi)) = bounds(&lines, &bands, spec) else {
         writeln!(out, "(empty result)")?;
         return Ok(());
@@ -243,7 +248,7 @@ fn esc(s: &str) -> String {
 
 /// The same chart as an SVG document.
 pub fn render_svg(res: &QueryResult, spec: &QuerySpec) -> Result<String> {
-    let (lines, bands) = split(res);
+    let (lines, bands) = split(res, &spec.expr);
     let legend = lines.len().min(MAX_LINES) + bands.len();
     let (w, left, top, plot_w, plot_h) = (960.0, 80.0, 20.0, 860.0, 300.0);
     let h = top + plot_h + 40.0 + 14.0 * legend as f64;
