@@ -15,7 +15,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use tsq_storage::block::Block;
-use tsq_storage::vfs::{Vfs, VfsFile};
+use tsq_storage::vfs::Vfs;
 use tsq_storage::{MatchOp, Matcher, MemVfs};
 
 const FOOTER: usize = 64;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use tsq_storage::vfs::{Vfs, VfsFile};
+use tsq_storage::vfs::Vfs;
 use tsq_storage::{wal, Db, Labels, MatchOp, Matcher, MemVfs};
 
 fn write(vfs: &MemVfs, path: &Path, bytes: &[u8]) {
@@ -64,7 +64,11 @@ fn replay(segments: &[Vec<u8>]) {
             // Everything readable before the flush is still there after it.
             for s in b {
                 let found = a.iter().find(|x| x.labels == s.labels);
-                assert!(found.is_some(), "series {} lost by flush + reopen", s.labels);
+                assert!(
+                    found.is_some(),
+                    "series {} lost by flush + reopen",
+                    s.labels
+                );
                 let found = found.unwrap();
                 for t in &s.timestamps {
                     assert!(

@@ -140,6 +140,11 @@ pub(crate) fn run(
     let root = unparen(expr);
     let val = if instant {
         match root {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) if crate::baseline::has_seasons(root) => {
+                Val::Matrix(
+                    crate::baseline::seasonal_matrix(&mut ev, root, &r)?.unwrap_or_default(),
+                )
+            }
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 let mut arg = ev.eval_range_arg(root, &r)?;
                 let mut out = Vec::new();

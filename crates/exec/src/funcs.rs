@@ -26,7 +26,7 @@ pub(crate) struct Win<'a> {
 }
 
 /// A function over a window; `Ok(None)` gives no output for the step.
-type RangeImpl = fn(&Win) -> Result<Option<f64>>;
+pub(crate) type RangeImpl = fn(&Win) -> Result<Option<f64>>;
 
 /// How a function is evaluated.
 #[derive(Clone, Copy)]
@@ -310,6 +310,15 @@ fn lookup(name: &str) -> Option<&'static FnDef> {
 /// True when the engine can evaluate the function `name`.
 pub fn is_known(name: &str) -> bool {
     lookup(name).is_some()
+}
+
+/// The window function of a range function: (implementation, index of the range argument,
+/// keeps `__name__`). Used by the seasonal windows of `baseline`.
+pub(crate) fn range_impl(name: &str) -> Option<(RangeImpl, usize, bool)> {
+    match lookup(name)?.kind {
+        Kind::Range { f, arg, keep_name } => Some((f, arg, keep_name)),
+        _ => None,
+    }
 }
 
 // ------------------------------------------------------------------ numeric helpers
@@ -829,6 +838,10 @@ fn arg_at(c: &Call, i: usize) -> Result<&Expr> {
 /// Evaluates a function call.
 pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     let name = c.func.as_str();
+    // Baseline functions, seasonal ranges and time-zone calendar arguments.
+    if let Some(v) = crate::baseline::call(ev, c, r)? {
+        return Ok(v);
+    }
     let Some(def) = lookup(name) else {
         return Err(Error::Unsupported(format!(
             "function {name:?} is not implemented"
@@ -1790,9 +1803,7 @@ fn grouping_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
 pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Result<Val> {
     let op = a.op;
     if op == AggregateOp::OutliersMad {
-        return Err(Error::Unsupported(
-            "outliers_mad is not implemented yet".into(),
-        ));
+        return crate::baseline::outliers_mad(ev, a, r);
     }
     let n = r.n();
     let mut param: Option<Vec<f64>> = None;

@@ -13,6 +13,7 @@
 pub use tsq_parser as parser;
 pub use tsq_storage as storage;
 
+pub mod baseline;
 mod db;
 mod eval;
 mod funcs;
@@ -219,5 +220,5 @@ impl Engine {
 /// True when the engine can evaluate the function `name` (the parser's signature table may
 /// know more names, e.g. extensions not evaluated yet).
 pub fn supports_function(name: &str) -> bool {
-    funcs::is_known(name)
+    funcs::is_known(name) || baseline::is_known(name)
 }

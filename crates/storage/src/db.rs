@@ -661,14 +661,39 @@ impl Db {
     fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
         let wal_dir = Db::wal_dir(&self.inner.dir);
         if w.wal_broken || w.wal.is_none() {
+            let broken = w.wal_broken;
             let next = w.next_seg;
             w.next_seg += 1;
-            w.wal = Some(WalWriter::create(
+            let mut fresh = WalWriter::create(
                 self.inner.vfs.clone(),
                 &wal_dir,
                 next,
                 self.inner.opts.wal_segment_bytes,
-            )?);
+            )?;
+            if broken {
+                // The broken segment's unsynced records may never become durable, and with
+                // them the declarations of series that later records refer to: declare
+                // every series again, as a flush's new segment does.
+                let mut payload = Vec::new();
+                let (c, a, b) = {
+                    let st = self.inner.state.read();
+                    let series: Vec<(u32, Labels)> = (0..st.head.series.len() as u32)
+                        .filter(|&id| !st.head.series[id as usize].labels.is_empty())
+                        .map(|id| (id, st.head.labels_of(id)))
+                        .collect();
+                    let meta: Vec<(String, MetricMeta)> = st
+                        .manifest
+                        .meta
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    wal::encode_batch(&mut payload, &series, &meta, &[])
+                };
+                let mut framed = Vec::new();
+                wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
+                fresh.append(&framed)?;
+            }
+            w.wal = Some(fresh);
             w.wal_broken = false;
         }
         let wal = w.wal.as_mut().expect("created above");
@@ -844,6 +869,16 @@ impl Db {
     }
 
     fn flush_locked(&self, w: &mut Writer) -> Result<()> {
+        // Blocks must never hold data newer than the durable WAL: after a crash between the
+        // manifest swap and the removal of the old segments, replay lays the WAL over the
+        // blocks (the head wins on equal timestamps), so a record lost there would undo part
+        // of a batch whose other samples the blocks keep.
+        if let Some(wal) = w.wal.as_mut() {
+            if let Err(e) = wal.sync() {
+                w.wal_broken = true;
+                return Err(e);
+            }
+        }
         let vfs = &*self.inner.vfs;
         let blocks_dir = Db::blocks_dir(&self.inner.dir);
         let range = self.inner.opts.block_range_ms;

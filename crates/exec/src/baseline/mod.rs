@@ -6,8 +6,8 @@
 //! * the `seasons(period, n, ...)` range modifier, pooled or by season, for every range
 //!   function;
 //! * rolling evaluation: windows slide incrementally over each series' samples, with order
-//!   statistics in sorted blocks ([`order`]) and compensated moments ([`moments`]), driven by
-//!   the window geometry of [`windows`]; nothing recomputes a whole window per step.
+//!   statistics in sorted blocks (`order.rs`) and compensated moments (`moments.rs`), driven by
+//!   the window geometry of `windows.rs`; nothing recomputes a whole window per step.
 //!
 //! The naive recomputation is kept ([`with_naive_windows`]) as the oracle of the property
 //! tests and the baseline of `benches/baseline.rs`.
@@ -19,8 +19,8 @@ mod stats;
 mod tz;
 mod windows;
 
-pub(crate) use query::{call, outliers_mad};
 pub use query::with_naive_windows;
+pub(crate) use query::{call, has_seasons, outliers_mad, seasonal_matrix};
 
 /// True when this module evaluates the function `name` (beyond the main function table).
 pub(crate) fn is_known(name: &str) -> bool {

@@ -207,7 +207,11 @@ pub(crate) fn naive_mean_var(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let c = values.first().copied().unwrap_or(0.0);
     let md = values.iter().map(|v| v - c).sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - c - md) * (v - c - md)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|v| (v - c - md) * (v - c - md))
+        .sum::<f64>()
+        / n;
     (c + md, var)
 }
 

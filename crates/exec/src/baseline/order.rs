@@ -92,7 +92,7 @@ impl SortedBlocks {
     }
 
     /// Replaces the contents with `values` (any order, no NaN).
-    pub fn rebuild(&mut self, values: &mut Vec<f64>) {
+    pub fn rebuild(&mut self, values: &mut [f64]) {
         values.sort_unstable_by(|a, b| a.total_cmp(b));
         self.blocks.clear();
         for c in values.chunks(FILL_BLOCK) {

@@ -2,7 +2,7 @@
 //! the test oracle and the `naive` benchmark baseline, from the window's values directly.
 
 use super::moments::{naive_mean_var, Moments};
-use super::order::{naive_mad, naive_quantile, NanMode, OrderStats, MAD_SCALE};
+use super::order::{interp, naive_mad, naive_quantile, NanMode, OrderStats, MAD_SCALE};
 
 /// Spread estimator of `band_over_time`, `zscore` and `zscore_over_time`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,9 @@ impl Stat {
             },
             Stat::Quantile(q) => opt(o.quantile(q, NanMode::First)),
             Stat::MadProm => opt(o.mad(NanMode::First)),
-            Stat::Mad { scaled } => short(o.mad(ex).map(|v| if scaled { v * MAD_SCALE } else { v })),
+            Stat::Mad { scaled } => {
+                short(o.mad(ex).map(|v| if scaled { v * MAD_SCALE } else { v }))
+            }
             Stat::Median => short(o.quantile(0.5, ex)),
             Stat::Iqr => short(o.iqr(ex)),
             Stat::Band { k, method } => {
@@ -333,7 +335,6 @@ impl Stat {
                 if clean.len() < method.min_samples() {
                     return Out::Short;
                 }
-                let mut c = clean.clone();
                 Out::Band(match method {
                     Method::Stddev => {
                         let (mean, var) = naive_mean_var(&clean);
@@ -341,14 +342,15 @@ impl Stat {
                         [mean - k * s, mean, mean + k * s]
                     }
                     Method::Mad => {
-                        let m = naive_quantile(0.5, &mut c);
-                        let s = naive_mad(&clean) * MAD_SCALE;
+                        let (m, mad) = sorted_median_mad(clean);
+                        let s = mad * MAD_SCALE;
                         [m - k * s, m, m + k * s]
                     }
                     Method::Iqr => {
-                        let q1 = naive_quantile(0.25, &mut c);
-                        let m = naive_quantile(0.5, &mut c);
-                        let q3 = naive_quantile(0.75, &mut c);
+                        let mut c = clean;
+                        c.sort_unstable_by(f64::total_cmp);
+                        let q = |q| interp(q, c.len(), |i| c[i]);
+                        let (q1, m, q3) = (q(0.25), q(0.5), q(0.75));
                         [q1 - k * (q3 - q1), m, q3 + k * (q3 - q1)]
                     }
                 })
@@ -407,6 +409,17 @@ fn centre_spread_inc(method: Method, o: &OrderStats, m: &Moments) -> (f64, f64) 
     }
 }
 
+/// Median and MAD of NaN-free values by one sort and one selection (the naive baseline,
+/// kept reasonably fast so that the benchmark compares against a fair recomputation).
+fn sorted_median_mad(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    let m = interp(0.5, n, |i| v[i]);
+    let mut d: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    d.sort_unstable_by(f64::total_cmp);
+    (m, interp(0.5, n, |i| d[i]))
+}
+
 fn centre_spread_naive(method: Method, clean: &[f64]) -> (f64, f64) {
     match method {
         Method::Stddev => {
@@ -445,7 +458,8 @@ mod tests {
         o.prepare();
         for method in [Method::Stddev, Method::Mad, Method::Iqr] {
             let s = Stat::Band { k: 2.0, method };
-            let (Out::Band(a), Out::Band(b)) = (s.eval_inc(&o, &m, None), s.eval_naive(&vals, None))
+            let (Out::Band(a), Out::Band(b)) =
+                (s.eval_inc(&o, &m, None), s.eval_naive(&vals, None))
             else {
                 panic!("band expected");
             };
@@ -454,14 +468,21 @@ mod tests {
             }
         }
         // median 2.5, MAD 1 (deviations 1.5 .5 .5 .5 7.5 1.5 -> sorted .5 .5 .5 1.5 1.5 7.5)
-        let Out::Band(b) = (Stat::Band { k: 1.0, method: Method::Mad }).eval_naive(&vals, None)
-        else {
+        let Out::Band(b) = (Stat::Band {
+            k: 1.0,
+            method: Method::Mad,
+        })
+        .eval_naive(&vals, None) else {
             panic!()
         };
         assert_eq!(b[1], 2.5);
         assert!((b[2] - 2.5 - MAD_SCALE).abs() < 1e-12);
         assert_eq!(
-            (Stat::Band { k: 1.0, method: Method::Iqr }).eval_naive(&[1.0, 2.0, 3.0], None),
+            (Stat::Band {
+                k: 1.0,
+                method: Method::Iqr
+            })
+            .eval_naive(&[1.0, 2.0, 3.0], None),
             Out::Short
         );
     }

@@ -30,9 +30,9 @@ pub(crate) struct LocalFields {
 impl Zone {
     /// Looks a zone up by its IANA name (`"Europe/Paris"`, `"UTC"`).
     pub fn get(name: &str) -> Result<Zone, String> {
-        TimeZone::get(name)
-            .map(|tz| Zone { tz })
-            .map_err(|_| format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"))
+        TimeZone::get(name).map(|tz| Zone { tz }).map_err(|_| {
+            format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")")
+        })
     }
 
     fn ts(ms: i64) -> Option<Timestamp> {
@@ -94,10 +94,16 @@ mod tests {
         assert_eq!(t - back2, 47 * H);
         // A local time in the gap (02:30 on the 29th does not exist) moves forward by 1 h.
         let t = ms("2026-03-30T00:30:00Z"); // 02:30 CEST on the 30th
-        assert_eq!(paris.days_earlier(t, 1).unwrap(), ms("2026-03-29T01:30:00Z"));
+        assert_eq!(
+            paris.days_earlier(t, 1).unwrap(),
+            ms("2026-03-29T01:30:00Z")
+        );
         // Fall back on 2026-10-25: 02:30 local happens twice; the earlier instant is taken.
         let t = ms("2026-10-26T01:30:00Z"); // 02:30 CET on the 26th
-        assert_eq!(paris.days_earlier(t, 1).unwrap(), ms("2026-10-25T00:30:00Z"));
+        assert_eq!(
+            paris.days_earlier(t, 1).unwrap(),
+            ms("2026-10-25T00:30:00Z")
+        );
         // UTC is plain arithmetic.
         let utc = Zone::get("UTC").unwrap();
         assert_eq!(utc.days_earlier(t, 7).unwrap(), t - 7 * D);
@@ -108,10 +114,16 @@ mod tests {
         let ny = Zone::get("America/New_York").unwrap();
         let t = ms("2026-01-01T03:30:00Z");
         let f = ny.fields(t).unwrap();
-        assert_eq!((f.year, f.month, f.day, f.hour, f.minute), (2025, 12, 31, 22, 30));
+        assert_eq!(
+            (f.year, f.month, f.day, f.hour, f.minute),
+            (2025, 12, 31, 22, 30)
+        );
         assert_eq!((f.weekday, f.yday, f.days_in_month), (3, 365, 31));
         assert_eq!(ny.offset_seconds(t), Some(-5 * 3600));
-        assert_eq!(ny.offset_seconds(ms("2026-07-01T00:00:00Z")), Some(-4 * 3600));
+        assert_eq!(
+            ny.offset_seconds(ms("2026-07-01T00:00:00Z")),
+            Some(-4 * 3600)
+        );
         assert!(Zone::get("Mars/Olympus_Mons").is_err());
     }
 }
