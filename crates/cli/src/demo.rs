@@ -169,20 +169,48 @@ pub fn run(db_path: &Path, args: DemoArgs) -> Result<ExitCode> {
     step(
         4,
         "What is normal for latency",
-        "The mean of the last hour with a 3-sigma band around it: what a baseline looks like.",
+        "A robust baseline band: median -/+ 3 x 1.4826 x MAD of the last day, per step; and the same hour on the previous days.",
     );
-    let base = format!("avg(request_latency_seconds{{service=\"{svc}\"}})");
-    let band = format!(
-        "label_replace({base}, \"band\", \"center\", \"\", \"\") or label_replace(avg(avg_over_time(request_latency_seconds{{service=\"{svc}\"}}[1h])) - 3 * avg(stddev_over_time(request_latency_seconds{{service=\"{svc}\"}}[1h])), \"band\", \"lower\", \"\", \"\") or label_replace(avg(avg_over_time(request_latency_seconds{{service=\"{svc}\"}}[1h])) + 3 * avg(stddev_over_time(request_latency_seconds{{service=\"{svc}\"}}[1h])), \"band\", \"upper\", \"\", \"\")"
-    );
-    show(&db, &engine, &band, Some(day), t, OutputFormat::Chart)?;
+    show(
+        &db,
+        &engine,
+        &format!(
+            "band_over_time(avg(request_latency_seconds{{service=\"{svc}\"}})[1d:1m], 3, \"mad\")"
+        ),
+        Some(day),
+        t,
+        OutputFormat::Chart,
+    )?;
+    show(
+        &db,
+        &engine,
+        &format!("quantile without(season) (0.5, avg_over_time(request_latency_seconds{{service=\"{svc}\"}}[1h] seasons(1d, 6, \"by_season\")))"),
+        None,
+        t,
+        OutputFormat::Table,
+    )?;
 
     step(
         5,
         "What deviates",
-        "Instances whose latency now is more than 3 standard deviations from their own last day.",
+        "Robust z-scores: latency against its own last day (median and MAD), and request rates that are outliers among the instances of their service.",
     );
-    show(&db, &engine, "(request_latency_seconds - avg_over_time(request_latency_seconds[1d])) / stddev_over_time(request_latency_seconds[1d]) > 3", None, t, OutputFormat::Table)?;
+    show(
+        &db,
+        &engine,
+        "topk(5, abs(zscore(request_latency_seconds, request_latency_seconds[1d], \"mad\")))",
+        None,
+        t,
+        OutputFormat::Table,
+    )?;
+    show(
+        &db,
+        &engine,
+        "outliers_mad(3, sum by (service, instance) (rate(http_requests_total[5m]))) by (service)",
+        None,
+        t,
+        OutputFormat::Table,
+    )?;
 
     step(
         6,
