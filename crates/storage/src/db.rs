@@ -674,23 +674,8 @@ impl Db {
                 // The broken segment's unsynced records may never become durable, and with
                 // them the declarations of series that later records refer to: declare
                 // every series again, as a flush's new segment does.
-                let mut payload = Vec::new();
-                let (c, a, b) = {
-                    let st = self.inner.state.read();
-                    let series: Vec<(u32, Labels)> = (0..st.head.series.len() as u32)
-                        .filter(|&id| !st.head.series[id as usize].labels.is_empty())
-                        .map(|id| (id, st.head.labels_of(id)))
-                        .collect();
-                    let meta: Vec<(String, MetricMeta)> = st
-                        .manifest
-                        .meta
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    wal::encode_batch(&mut payload, &series, &meta, &[])
-                };
-                let mut framed = Vec::new();
-                wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
+                let (series, meta) = declarations(&self.inner.state.read());
+                let framed = declaration_record(&series, &meta);
                 fresh.append(&framed)?;
             }
             w.wal = Some(fresh);
@@ -909,17 +894,7 @@ impl Db {
                     by_range.entry(cr).or_default().push((labels, v));
                 }
             }
-            let series: Vec<(u32, Labels)> = (0..st.head.series.len() as u32)
-                .filter(|&id| !st.head.series[id as usize].labels.is_empty())
-                .map(|id| (id, st.head.labels_of(id)))
-                .collect();
-            let meta: Vec<(String, MetricMeta)> = st
-                .manifest
-                .meta
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (series, meta)
+            declarations(&st)
         };
         let mut new_blocks = Vec::new();
         for (_, mut series) in by_range {
@@ -953,11 +928,7 @@ impl Db {
             old_seq + 1,
             self.inner.opts.wal_segment_bytes,
         )?;
-        let mut payload = Vec::new();
-        let (c, a, b) = wal::encode_batch(&mut payload, &series_list, &meta_list, &[]);
-        let mut framed = Vec::new();
-        wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
-        fresh.append(&framed)?;
+        fresh.append(&declaration_record(&series_list, &meta_list))?;
         fresh.sync()?;
         w.wal = Some(fresh);
         w.wal_broken = false;
@@ -1333,6 +1304,34 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// Series (id, labels) and metric metadata to declare in a WAL segment.
+type Declarations = (Vec<(u32, Labels)>, Vec<(String, MetricMeta)>);
+
+/// Every series of the head (placeholders for lost declarations excluded) and all metric
+/// metadata: what a WAL segment must declare when earlier segments may be gone.
+fn declarations(st: &State) -> Declarations {
+    let series = (0..st.head.series.len() as u32)
+        .filter(|&id| st.head.is_known(id))
+        .map(|id| (id, st.head.labels_of(id)))
+        .collect();
+    let meta = st
+        .manifest
+        .meta
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (series, meta)
+}
+
+/// A framed batch record declaring series and metadata, with no samples.
+fn declaration_record(series: &[(u32, Labels)], meta: &[(String, MetricMeta)]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let (c, a, b) = wal::encode_batch(&mut payload, series, meta, &[]);
+    let mut framed = Vec::new();
+    wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
+    framed
 }
 
 fn vfs_arc(v: &Arc<dyn Vfs>) -> Arc<dyn Vfs> {
