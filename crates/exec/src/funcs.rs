@@ -1781,7 +1781,9 @@ impl Default for Acc {
     }
 }
 
-fn grouping_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
+/// The labels that define an aggregation group (`by` keeps `names`; `without` drops them
+/// and the metric name).
+pub(crate) fn grouping_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
     if without {
         Labels::from_sorted(
             l.iter()

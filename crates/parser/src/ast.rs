@@ -338,6 +338,27 @@ pub enum AggregateOp {
     OutliersMad,
 }
 
+impl AggregateOp {
+    /// Every aggregation operator, in declaration order.
+    pub const ALL: [AggregateOp; 15] = [
+        AggregateOp::Sum,
+        AggregateOp::Min,
+        AggregateOp::Max,
+        AggregateOp::Avg,
+        AggregateOp::Group,
+        AggregateOp::Stddev,
+        AggregateOp::Stdvar,
+        AggregateOp::Count,
+        AggregateOp::CountValues,
+        AggregateOp::Bottomk,
+        AggregateOp::Topk,
+        AggregateOp::Quantile,
+        AggregateOp::Limitk,
+        AggregateOp::LimitRatio,
+        AggregateOp::OutliersMad,
+    ];
+}
+
 /// `by (...)` or `without (...)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Grouping {

@@ -57,25 +57,8 @@ const PREC_POW: u8 = 6;
 const RESERVED: &[&str] = &["bool", "on", "ignoring", "group_left", "group_right"];
 
 pub(crate) fn aggregate_op(word: &str) -> Option<AggregateOp> {
-    use AggregateOp::*;
-    const OPS: [AggregateOp; 15] = [
-        Sum,
-        Min,
-        Max,
-        Avg,
-        Group,
-        Stddev,
-        Stdvar,
-        Count,
-        CountValues,
-        Bottomk,
-        Topk,
-        Quantile,
-        Limitk,
-        LimitRatio,
-        OutliersMad,
-    ];
-    OPS.into_iter()
+    AggregateOp::ALL
+        .into_iter()
         .find(|op| crate::printer::aggregate_op_str(*op).eq_ignore_ascii_case(word))
 }
 

@@ -132,24 +132,7 @@ fn ok_cases() {
             failures.push(format!("function {:?} appears in no ok case", f.name));
         }
     }
-    use AggregateOp::*;
-    for op in [
-        Sum,
-        Min,
-        Max,
-        Avg,
-        Group,
-        Stddev,
-        Stdvar,
-        Count,
-        CountValues,
-        Bottomk,
-        Topk,
-        Quantile,
-        Limitk,
-        LimitRatio,
-        OutliersMad,
-    ] {
+    for op in AggregateOp::ALL {
         if !seen.contains(aggregate_op_str(op)) {
             failures.push(format!("aggregation {op:?} appears in no ok case"));
         }

@@ -12,6 +12,7 @@ use super::stats::{zscore_value, Method, Needs, Out, Part, Stat};
 use super::tz::{LocalFields, Zone};
 use super::windows::{slide, unit_ranges, SeasonSpec, StepBounds, WindowAcc};
 use crate::eval::{err, unparen, Evaluator, OutBuilder, Range, RawSeries, SeriesV, Val};
+use crate::funcs::grouping_labels;
 use crate::funcs::{go_fmt_g, range_impl, RangeImpl, Win};
 use crate::{Error, Result};
 
@@ -848,24 +849,6 @@ fn zscore(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
 }
 
 // ------------------------------------------------------------------ outliers_mad
-
-fn grouping_labels(l: &Labels, without: bool, names: &[String]) -> Labels {
-    if without {
-        Labels::from_sorted(
-            l.iter()
-                .filter(|p| p.name != METRIC_NAME && !names.contains(&p.name))
-                .cloned()
-                .collect(),
-        )
-    } else {
-        Labels::from_sorted(
-            l.iter()
-                .filter(|p| names.contains(&p.name))
-                .cloned()
-                .collect(),
-        )
-    }
-}
 
 /// `outliers_mad(tolerance, v) by|without (...)`: per step and group of at least 3 members,
 /// the members whose |v - median| exceeds tolerance * 1.4826 * MAD of the group.
