@@ -136,6 +136,31 @@ pub fn prom_json(res: &QueryResult) -> String {
                 items.join(",")
             )
         }
+        Value::Episodes(e) => {
+            let items: Vec<String> = e
+                .iter()
+                .map(|e| {
+                    let flags: Vec<String> = e.flags().iter().map(|f| json_str(f)).collect();
+                    let measures: Vec<String> = e
+                        .measures
+                        .iter()
+                        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(&prom_float(*v))))
+                        .collect();
+                    format!(
+                        "{{\"metric\":{},\"start\":{},\"end\":{},\"flags\":[{}],\"measures\":{{{}}}}}",
+                        prom_metric(&e.labels),
+                        prom_ts(e.start),
+                        prom_ts(e.end),
+                        flags.join(","),
+                        measures.join(",")
+                    )
+                })
+                .collect();
+            format!(
+                "{{\"resultType\":\"episodes\",\"result\":[{}]}}",
+                items.join(",")
+            )
+        }
     };
     format!(
         "{{\"status\":\"success\",\"data\":{data}{}}}",
@@ -193,6 +218,18 @@ pub fn tsq_json(res: &QueryResult) -> serde_json::Value {
                 json!({"labels": labels_json(&s.labels), "samples": pts})
             })
             .collect(),
+        Value::Episodes(e) => e
+            .iter()
+            .map(|e| {
+                let measures: serde_json::Map<String, serde_json::Value> = e
+                    .measures
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json_num(*v)))
+                    .collect();
+                json!({"labels": labels_json(&e.labels), "start": e.start, "end": e.end,
+                       "duration_ms": e.duration_ms(), "flags": e.flags(), "measures": measures})
+            })
+            .collect(),
     };
     json!({"type": res.value.type_name(), "result": result, "warnings": res.warnings, "infos": res.infos})
 }
@@ -216,6 +253,24 @@ pub fn render(
     match format {
         OutputFormat::PromJson => writeln!(out, "{}", prom_json(res))?,
         OutputFormat::Json => writeln!(out, "{}", tsq_json(res))?,
+        OutputFormat::Csv if matches!(res.value, Value::Episodes(_)) => {
+            let Value::Episodes(eps) = &res.value else {
+                unreachable!("matched above")
+            };
+            writeln!(out, "series,start,end,duration_s,flags,measures")?;
+            for e in eps {
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{}",
+                    csv_field(&e.labels.to_string()),
+                    fmt_time(e.start),
+                    fmt_time(e.end),
+                    prom_float(e.duration_ms() as f64 / 1000.0),
+                    e.flags().join(" "),
+                    csv_field(&measures_text(e))
+                )?;
+            }
+        }
         OutputFormat::Csv => {
             writeln!(out, "series,timestamp,value")?;
             for (labels, t, v) in rows(&res.value) {
@@ -248,10 +303,60 @@ pub fn render(
     Ok(())
 }
 
+/// `name=value` pairs of an episode's measures, space-separated.
+fn measures_text(e: &tsq::exec::Episode) -> String {
+    let parts: Vec<String> = e
+        .measures
+        .iter()
+        .map(|(k, v)| {
+            if k.starts_with("first_")
+                || k.starts_with("last_")
+                || k == "held_since"
+                || k == "active_since"
+                || k == "active_at"
+                || k.ends_with("_start")
+                || k.ends_with("_end")
+            {
+                format!("{k}={}", fmt_time((v * 1000.0).round() as i64))
+            } else {
+                format!("{k}={}", prom_float(*v))
+            }
+        })
+        .collect();
+    parts.join(" ")
+}
+
+/// A duration in ms as `1h2m3s`.
+pub fn fmt_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms.abs();
+    if ms < 0 {
+        out.push('-');
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    if rest > 0 {
+        out.push_str(&format!("{rest}ms"));
+    }
+    out
+}
+
 fn rows(v: &Value) -> Vec<(String, i64, f64)> {
     match v {
         Value::Scalar { t, v } => vec![("scalar".into(), *t, *v)],
-        Value::String { .. } => Vec::new(),
+        Value::String { .. } | Value::Episodes(_) => Vec::new(),
         Value::Vector(v) => v.iter().map(|s| (s.labels.to_string(), s.t, s.v)).collect(),
         Value::Matrix(m) => m
             .iter()
@@ -295,6 +400,42 @@ fn table(out: &mut impl Write, res: &QueryResult) -> Result<()> {
                     writeln!(out, "  {}  {}", fmt_time(*t), prom_float(*v))?;
                 }
             }
+        }
+        Value::Episodes(eps) => {
+            if eps.is_empty() {
+                writeln!(out, "(no episodes)")?;
+                return Ok(());
+            }
+            let names: Vec<String> = eps.iter().map(|e| e.labels.to_string()).collect();
+            let w = names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            writeln!(
+                out,
+                "{:<w$}  {:<24}  {:<24}  {:>9}  FLAGS / MEASURES",
+                "SERIES", "START", "END", "DURATION"
+            )?;
+            for (n, e) in names.iter().zip(eps) {
+                let mut extra = e.flags().join(",");
+                let m = measures_text(e);
+                if !m.is_empty() {
+                    if !extra.is_empty() {
+                        extra.push_str("  ");
+                    }
+                    extra.push_str(&m);
+                }
+                writeln!(
+                    out,
+                    "{n:<w$}  {:<24}  {:<24}  {:>9}  {extra}",
+                    fmt_time(e.start),
+                    fmt_time(e.end),
+                    fmt_duration(e.duration_ms()),
+                )?;
+            }
+            writeln!(out, "{} episodes", eps.len())?;
         }
     }
     Ok(())

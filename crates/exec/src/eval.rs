@@ -72,6 +72,8 @@ pub(crate) enum Val {
     Vector(Vec<SeriesV>),
     /// Only at the root of an instant query.
     Matrix(Vec<RawSeries>),
+    /// Episodes at one evaluation time (instant queries only).
+    Episodes(Vec<crate::value::Episode>),
 }
 
 /// A range-vector argument with its per-step windows.
@@ -230,6 +232,12 @@ pub(crate) fn run(
             }
             check_unique(out.iter().map(|s| &s.labels))?;
             Value::Matrix(out)
+        }
+        Val::Episodes(e) => {
+            if !instant {
+                return err("invalid expression type \"episodes\" for range query, must be Scalar or instant Vector (use episodes_to_series(...))");
+            }
+            Value::Episodes(e)
         }
     };
     Ok(QueryResult {
@@ -456,7 +464,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluation time of each step for a selector/subquery with these modifiers.
-    fn eval_times(
+    pub(crate) fn eval_times(
         &self,
         r: &Range,
         at: &Option<AtModifier>,
@@ -547,12 +555,13 @@ impl<'a> Evaluator<'a> {
                     _ => err("unary expression only allowed on expressions of type scalar or instant vector"),
                 }
             }
+            Expr::Binary(b) if b.lhs.value_type() == tsq_parser::ValueType::Episodes => {
+                crate::episodes::eval(self, e, r)
+            }
             Expr::Binary(b) => self.eval_binary(b, r),
             Expr::Aggregate(a) => self.eval_aggregate(a, r),
             Expr::Call(c) => self.eval_call(c, r),
-            Expr::Pattern(_) | Expr::Sequence(_) => Err(Error::Unsupported(
-                "pattern/sequence (episodes) are not implemented yet".into(),
-            )),
+            Expr::Pattern(_) | Expr::Sequence(_) => crate::episodes::eval(self, e, r),
         }
     }
 
@@ -857,7 +866,7 @@ impl<'a> Evaluator<'a> {
         Ok(Val::Vector(out))
     }
 
-    fn signature(&self, l: &Labels, on: bool, names: &[String]) -> String {
+    pub(crate) fn signature(&self, l: &Labels, on: bool, names: &[String]) -> String {
         let mut s = String::new();
         if on {
             let mut names: Vec<&String> = names.iter().collect();

@@ -842,6 +842,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     if let Some(v) = crate::baseline::call(ev, c, r)? {
         return Ok(v);
     }
+    if let Some(v) = crate::episodes::call(ev, c, r)? {
+        return Ok(v);
+    }
     let Some(def) = lookup(name) else {
         return Err(Error::Unsupported(format!(
             "function {name:?} is not implemented"

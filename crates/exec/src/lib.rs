@@ -13,8 +13,10 @@
 pub use tsq_parser as parser;
 pub use tsq_storage as storage;
 
+pub mod alert;
 pub mod baseline;
 mod db;
+mod episodes;
 mod eval;
 mod funcs;
 mod mem;
@@ -24,7 +26,7 @@ mod value;
 use std::str::FromStr;
 
 pub use mem::MemStorage;
-pub use value::{QueryResult, Sample, Series, Value};
+pub use value::{Episode, QueryResult, Sample, Series, Value};
 
 use tsq_parser::Expr;
 
@@ -220,5 +222,5 @@ impl Engine {
 /// True when the engine can evaluate the function `name` (the parser's signature table may
 /// know more names, e.g. extensions not evaluated yet).
 pub fn supports_function(name: &str) -> bool {
-    funcs::is_known(name) || baseline::is_known(name)
+    funcs::is_known(name) || baseline::is_known(name) || episodes::FUNCTIONS.contains(&name)
 }

@@ -10,7 +10,8 @@
 //! * `profile <promql3|prometheus-2.42>` (tsq): the engine profile for the following
 //!   commands (a file starts in `promql3`).
 //! * `eval instant at <time> <expr>` with expected lines `{labels} <value>` (or a bare number
-//!   for a scalar, or a quoted string); `eval range from <t0> to <t1> step <d> <expr>` with
+//!   for a scalar, or a quoted string; for episodes, `{labels} <start> <end>` followed by the
+//!   flags that are set, `ongoing` and `truncated_start`, and any `measure=value` to check); `eval range from <t0> to <t1> step <d> <expr>` with
 //!   `{labels} <values>` in the series notation (`_` where no point is expected).
 //! * Modifiers, as lines after the eval line: `expect fail`, `expect fail msg: <text>`,
 //!   `expect fail regex: <re>`, `expect ordered`, `expect warn [msg: <text>|regex: <re>]`,
@@ -350,6 +351,48 @@ enum Expected {
     Scalar(f64),
     String(String),
     Series(Labels, Vec<Option<f64>>),
+    /// `{labels} <start> <end> [ongoing] [truncated_start] [measure=value ...]`.
+    Episode(ExpectedEpisode),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ExpectedEpisode {
+    labels: Labels,
+    start: i64,
+    end: i64,
+    ongoing: bool,
+    truncated_start: bool,
+    measures: Vec<(String, f64)>,
+}
+
+/// An episodes row: labels, start and end times, then flags and `name=value` measures.
+fn parse_episode_row(l: &str) -> Result<ExpectedEpisode, String> {
+    let (labels, rest) = parse_labels(l)?;
+    let mut toks = rest.split_whitespace();
+    let start = parse_time(toks.next().ok_or("episode row needs <start> <end>")?)?;
+    let end = parse_time(toks.next().ok_or("episode row needs <start> <end>")?)?;
+    let mut e = ExpectedEpisode {
+        labels,
+        start,
+        end,
+        ongoing: false,
+        truncated_start: false,
+        measures: Vec::new(),
+    };
+    for t in toks {
+        match t {
+            "ongoing" => e.ongoing = true,
+            "truncated_start" => e.truncated_start = true,
+            _ => {
+                let (k, v) = t
+                    .split_once('=')
+                    .ok_or_else(|| format!("expected a flag or name=value, got {t:?}"))?;
+                let v = parse_number(v).ok_or_else(|| format!("bad measure value {v:?}"))?;
+                e.measures.push((k.to_string(), v));
+            }
+        }
+    }
+    Ok(e)
 }
 
 #[derive(Debug, Default)]
@@ -505,8 +548,13 @@ fn parse_eval(line: &str, block: &[(usize, &str)]) -> Result<EvalCmd, String> {
             cmd.expected.push(Expected::Scalar(v));
             continue;
         }
-        let (labels, vals) = parse_series(l).map_err(at)?;
-        cmd.expected.push(Expected::Series(labels, vals));
+        match parse_series(l) {
+            Ok((labels, vals)) => cmd.expected.push(Expected::Series(labels, vals)),
+            Err(series_err) => match parse_episode_row(l) {
+                Ok(e) => cmd.expected.push(Expected::Episode(e)),
+                Err(_) => return Err(at(series_err)),
+            },
+        }
     }
     Ok(cmd)
 }
@@ -616,6 +664,7 @@ fn compare_instant(cmd: &EvalCmd, v: &Value, ordered: bool) -> Result<(), String
                         return Err(format!("expected scalar {x} but got a vector"));
                     }
                     Expected::String(_) => return Err("expected a string but got a vector".into()),
+                    Expected::Episode(_) => return Err("expected episodes but got a vector".into()),
                 }
             }
             let mut seen = std::collections::HashSet::new();
@@ -654,7 +703,86 @@ fn compare_instant(cmd: &EvalCmd, v: &Value, ordered: bool) -> Result<(), String
             }
             compare_matrix(cmd, series, cmd.matrix_range)
         }
+        Value::Episodes(got) => compare_episodes(cmd, got),
     }
+}
+
+/// Episodes compare as lists in the result's order (labels, then start); a row written as
+/// a plain series (`{} 0 5`) is read as an episode row here.
+fn compare_episodes(cmd: &EvalCmd, got: &[crate::Episode]) -> Result<(), String> {
+    let mut want = Vec::new();
+    for e in &cmd.expected {
+        match e {
+            Expected::Episode(x) => want.push(x.clone()),
+            Expected::Series(labels, vals) if vals.len() == 2 => {
+                let ms = |v: Option<f64>| v.map(|x| (x * 1000.0).round() as i64);
+                let (Some(start), Some(end)) = (ms(vals[0]), ms(vals[1])) else {
+                    return Err("episode row needs <start> <end>".into());
+                };
+                want.push(ExpectedEpisode {
+                    labels: labels.clone(),
+                    start,
+                    end,
+                    ongoing: false,
+                    truncated_start: false,
+                    measures: Vec::new(),
+                });
+            }
+            _ => return Err("expected episode rows `{labels} <start> <end> [flags]`".into()),
+        }
+    }
+    let show = |e: &crate::Episode| {
+        format!(
+            "{} {}s {}s {}",
+            e.labels,
+            e.start as f64 / 1000.0,
+            e.end as f64 / 1000.0,
+            e.flags().join(" ")
+        )
+    };
+    if got.len() != want.len() {
+        let all: Vec<String> = got.iter().map(show).collect();
+        return Err(format!(
+            "expected {} episodes, got {}: [{}]",
+            want.len(),
+            got.len(),
+            all.join("; ")
+        ));
+    }
+    for (g, w) in got.iter().zip(&want) {
+        if g.labels != w.labels
+            || g.start != w.start
+            || g.end != w.end
+            || g.ongoing != w.ongoing
+            || g.truncated_start != w.truncated_start
+        {
+            return Err(format!(
+                "expected episode {} {}s {}s{}{} but got {}",
+                w.labels,
+                w.start as f64 / 1000.0,
+                w.end as f64 / 1000.0,
+                if w.ongoing { " ongoing" } else { "" },
+                if w.truncated_start {
+                    " truncated_start"
+                } else {
+                    ""
+                },
+                show(g)
+            ));
+        }
+        for (k, v) in &w.measures {
+            match g.measure(k) {
+                Some(x) if almost_equal(x, *v) => {}
+                other => {
+                    return Err(format!(
+                        "episode {}: expected measure {k}={v}, got {other:?}",
+                        show(g)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn compare_matrix(
@@ -668,6 +796,7 @@ fn compare_matrix(
             Expected::Series(l, v) => {
                 exp.insert(l, v);
             }
+            Expected::Episode(_) => return Err("expected episodes but got a matrix".into()),
             Expected::Scalar(x) => {
                 // A range query over a scalar: one series without labels.
                 return match series {
@@ -762,6 +891,16 @@ const AT_UNSAFE: &[&str] = &[
     "timestamp",
 ];
 
+fn has_pattern(e: &Expr) -> bool {
+    let mut found = false;
+    walk(e, &mut |x| {
+        if matches!(x, Expr::Pattern(_) | Expr::Sequence(_)) {
+            found = true;
+        }
+    });
+    found
+}
+
 fn uses_at_unsafe(e: &Expr) -> bool {
     let mut found = false;
     walk(e, &mut |x| {
@@ -854,7 +993,8 @@ fn run_eval(cmd: &EvalCmd, storage: &MemStorage, opts: &EngineOptions) -> Result
         };
     }
     let mut queries: Vec<(Expr, i64, &str)> = vec![(expr.clone(), cmd.start, "")];
-    if !uses_at_unsafe(&expr) {
+    // A pattern's grid follows the evaluation time, not its selectors' `@`.
+    if !uses_at_unsafe(&expr) && !has_pattern(&expr) {
         let ts = cmd.start;
         let mut pinned = expr.clone();
         pin_at(&mut pinned, ts as f64 / 1000.0);

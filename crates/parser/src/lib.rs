@@ -41,6 +41,7 @@ pub mod printer;
 
 pub use ast::*;
 pub use functions::{functions, lookup_function, FunctionSig, Trailing};
+pub use pattern::{parse_pattern, PatternNode};
 
 /// A parse or type error with its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
