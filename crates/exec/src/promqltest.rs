@@ -878,6 +878,7 @@ fn compare_matrix(
 
 /// Functions whose value depends on the evaluation time even with `@` pinned.
 const AT_UNSAFE: &[&str] = &[
+    "episodes_to_series",
     "days_in_month",
     "day_of_month",
     "day_of_week",
