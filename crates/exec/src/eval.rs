@@ -65,7 +65,7 @@ pub(crate) struct RawSeries {
 }
 
 /// An evaluated node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Val {
     Scalar(Vec<f64>),
     Str(String),
@@ -111,6 +111,63 @@ pub(crate) struct Evaluator<'a> {
     pub samples_loaded: usize,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// Subexpressions written more than once in the query (by address of the node): their
+    /// printed form, the key of `memo`.
+    pub repeated: HashMap<usize, String>,
+    /// Values of repeated subexpressions by (printed form, start, end, step).
+    pub memo: HashMap<(String, i64, i64, i64), Val>,
+}
+
+/// The address of a node, stable while the query's tree lives.
+fn node_id(e: &Expr) -> usize {
+    e as *const Expr as usize
+}
+
+/// Finds the function calls, aggregations and binary operations that occur more than once
+/// in `root` (the same text), e.g. an error ratio used by two pattern symbols.
+fn repeated_subexpressions(root: &Expr) -> HashMap<usize, String> {
+    fn walk<'e>(e: &'e Expr, seen: &mut Vec<(&'e Expr, String)>) {
+        match e {
+            Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_) => {
+                seen.push((e, e.to_string()));
+            }
+            _ => {}
+        }
+        match e {
+            Expr::Paren(x) | Expr::Unary(_, x) => walk(x, seen),
+            Expr::MatrixSelector(_) | Expr::VectorSelector(_) => {}
+            Expr::Subquery(s) => walk(&s.expr, seen),
+            Expr::Binary(b) => {
+                walk(&b.lhs, seen);
+                walk(&b.rhs, seen);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, seen);
+                }
+                walk(&a.expr, seen);
+            }
+            Expr::Call(c) => c.args.iter().for_each(|a| walk(a, seen)),
+            Expr::Pattern(p) => p.symbols.iter().for_each(|(_, x)| walk(x, seen)),
+            Expr::Sequence(s) => s.steps.iter().for_each(|(x, _)| walk(x, seen)),
+            Expr::Number(_) | Expr::String(_) => {}
+        }
+    }
+    let mut seen = Vec::new();
+    walk(root, &mut seen);
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (_, k) in &seen {
+        *count.entry(k.as_str()).or_default() += 1;
+    }
+    let keep: std::collections::HashSet<String> = count
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    seen.into_iter()
+        .filter(|(_, k)| keep.contains(k))
+        .map(|(e, k)| (node_id(e), k))
+        .collect()
 }
 
 pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T> {
@@ -137,6 +194,8 @@ pub(crate) fn run(
         samples_loaded: 0,
         warnings: Vec::new(),
         infos: Vec::new(),
+        repeated: repeated_subexpressions(expr),
+        memo: HashMap::new(),
     };
     let r = Range { start, end, step };
     let root = unparen(expr);
@@ -524,8 +583,25 @@ impl<'a> Evaluator<'a> {
             .collect())
     }
 
-    /// Evaluates an expression to a scalar, vector or string over `r`.
+    /// Evaluates an expression to a scalar, vector or string over `r`; a subexpression that
+    /// the query repeats is evaluated once per range.
     pub fn eval(&mut self, e: &Expr, r: &Range) -> Result<Val> {
+        if self.repeated.is_empty() {
+            return self.eval_node(e, r);
+        }
+        let Some(key) = self.repeated.get(&node_id(e)) else {
+            return self.eval_node(e, r);
+        };
+        let key = (key.clone(), r.start, r.end, r.step);
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self.eval_node(e, r)?;
+        self.memo.insert(key, v.clone());
+        Ok(v)
+    }
+
+    fn eval_node(&mut self, e: &Expr, r: &Range) -> Result<Val> {
         match e {
             Expr::Number(n) => Ok(Val::Scalar(vec![*n; r.n()])),
             Expr::String(s) => Ok(Val::Str(s.clone())),
@@ -612,10 +688,20 @@ impl<'a> Evaluator<'a> {
         let raw = self.select(vs, min - lb, max)?;
         let p3 = self.p3;
         let mut out = Vec::with_capacity(raw.len());
+        // Evaluation times usually ascend: then a cursor replaces the binary searches.
+        let ascending = et.windows(2).all(|w| w[0] <= w[1]);
         for s in raw {
             let mut pts = Vec::new();
+            let mut cursor = 0;
             for (i, &t) in et.iter().enumerate() {
-                let idx = s.ts.partition_point(|&x| x <= t);
+                let idx = if ascending {
+                    while cursor < s.ts.len() && s.ts[cursor] <= t {
+                        cursor += 1;
+                    }
+                    cursor
+                } else {
+                    s.ts.partition_point(|&x| x <= t)
+                };
                 if idx == 0 {
                     continue;
                 }
@@ -923,38 +1009,55 @@ impl<'a> Evaluator<'a> {
             Some(m) => (m.on, &m.labels),
             None => (false, &[]),
         };
-        let lsig: Vec<String> = l
+        // Signatures become small ids; per id, the sorted step indices where some series
+        // with that signature has a point. Memory follows the points, not ids x steps.
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut id_of = |sig: String| {
+            let k = ids.len();
+            *ids.entry(sig).or_insert(k)
+        };
+        let lid: Vec<usize> = l
             .iter()
-            .map(|s| self.signature(&s.labels, on, names))
+            .map(|s| id_of(self.signature(&s.labels, on, names)))
             .collect();
-        let rsig: Vec<String> = rv
+        let rid: Vec<usize> = rv
             .iter()
-            .map(|s| self.signature(&s.labels, on, names))
+            .map(|s| id_of(self.signature(&s.labels, on, names)))
             .collect();
-        let n = r.n();
-        // Per step: the set of signatures present on each side.
-        fn step_sigs<'s>(
-            series: &[SeriesV],
-            sigs: &'s [String],
-            r: &Range,
-            n: usize,
-        ) -> Vec<std::collections::HashSet<&'s str>> {
-            let mut per: Vec<std::collections::HashSet<&str>> = vec![Default::default(); n];
-            for (s, sig) in series.iter().zip(sigs) {
-                for &(t, _) in &s.pts {
-                    per[r.idx(t)].insert(sig.as_str());
+        let nids = ids.len();
+        fn step_sets(series: &[SeriesV], sid: &[usize], r: &Range, nids: usize) -> Vec<Vec<u32>> {
+            let mut per: Vec<Vec<u32>> = vec![Vec::new(); nids];
+            let mut multi = vec![false; nids];
+            for (s, &id) in series.iter().zip(sid) {
+                multi[id] |= !per[id].is_empty();
+                per[id].extend(s.pts.iter().map(|&(t, _)| r.idx(t) as u32));
+            }
+            for (v, m) in per.iter_mut().zip(multi) {
+                if m {
+                    v.sort_unstable();
+                    v.dedup();
                 }
             }
             per
         }
+        /// Keeps the points of `pts` whose step is (`want`) or is not (`!want`) in `set`.
+        fn keep(pts: &mut Vec<(i64, f64)>, set: &[u32], r: &Range, want: bool) {
+            let mut j = 0;
+            pts.retain(|&(t, _)| {
+                let i = r.idx(t) as u32;
+                while j < set.len() && set[j] < i {
+                    j += 1;
+                }
+                (j < set.len() && set[j] == i) == want
+            });
+        }
         match b.op {
             BinaryOp::And | BinaryOp::Unless => {
-                let rs = step_sigs(&rv, &rsig, r, n);
+                let rs = step_sets(&rv, &rid, r, nids);
                 let want = b.op == BinaryOp::And;
                 let mut out = Vec::new();
-                for (mut s, sig) in l.into_iter().zip(&lsig) {
-                    s.pts
-                        .retain(|&(t, _)| rs[r.idx(t)].contains(sig.as_str()) == want);
+                for (mut s, &id) in l.into_iter().zip(&lid) {
+                    keep(&mut s.pts, &rs[id], r, want);
                     if !s.pts.is_empty() {
                         out.push(s);
                     }
@@ -962,10 +1065,10 @@ impl<'a> Evaluator<'a> {
                 Ok(out)
             }
             _ => {
-                let ls = step_sigs(&l, &lsig, r, n);
+                let ls = step_sets(&l, &lid, r, nids);
                 let mut rest = Vec::new();
-                for (mut s, sig) in rv.into_iter().zip(&rsig) {
-                    s.pts.retain(|&(t, _)| !ls[r.idx(t)].contains(sig.as_str()));
+                for (mut s, &id) in rv.into_iter().zip(&rid) {
+                    keep(&mut s.pts, &ls[id], r, false);
                     if !s.pts.is_empty() {
                         rest.push(s);
                     }
@@ -1015,14 +1118,23 @@ impl<'a> Evaluator<'a> {
         let drop = self.op_drops_name(op) || b.return_bool;
         // "many" side is lhs after a possible swap.
         let (many, one) = if card_one_to_many { (rv, l) } else { (l, rv) };
-        let msig: Vec<String> = many
+        // Signatures as small ids: the per-step matching below indexes arrays instead of
+        // hashing strings.
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut id_of = |sig: String| {
+            let k = ids.len();
+            *ids.entry(sig).or_insert(k)
+        };
+        let msid: Vec<usize> = many
             .iter()
-            .map(|s| self.signature(&s.labels, on, &names))
+            .map(|s| id_of(self.signature(&s.labels, on, &names)))
             .collect();
-        let osig: Vec<String> = one
+        let osid: Vec<usize> = one
             .iter()
-            .map(|s| self.signature(&s.labels, on, &names))
+            .map(|s| id_of(self.signature(&s.labels, on, &names)))
             .collect();
+        let nsig = ids.len();
+        std::mem::drop(ids);
         let n = r.n();
         let mut many_by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
         for (i, s) in many.iter().enumerate() {
@@ -1038,15 +1150,23 @@ impl<'a> Evaluator<'a> {
         }
         let fill = b.fill.as_ref();
         let mut out = OutBuilder::default();
-        let mut cache: HashMap<(usize, usize), (Labels, bool)> = HashMap::new();
-        let mut one_map: HashMap<&str, (usize, f64)> = HashMap::new();
-        let mut matched: HashMap<&str, Option<std::collections::HashSet<Labels>>> = HashMap::new();
+        // Output series of a (many, one) pair: the last pair of each many-side series first
+        // (matches rarely change between steps), then a map.
+        let mut last_pair: Vec<Option<(usize, usize)>> = vec![None; many.len()];
+        let mut pair_out: HashMap<(usize, usize), usize> = HashMap::new();
+        // Per signature id, stamped with step + 1: the one-side series present, and whether a
+        // many-side series matched it (one-to-one).
+        let mut one_at: Vec<(usize, usize, f64)> = vec![(0, 0, 0.0); nsig];
+        let mut matched_at: Vec<usize> = vec![0; nsig];
+        let mut used_one: Vec<usize> = vec![0; one.len()];
+        let mut grouped: HashMap<usize, std::collections::HashSet<usize>> = HashMap::new();
         for step in 0..n {
             let t = r.ts(step);
-            one_map.clear();
+            let stamp = step + 1;
             for &(i, v) in &one_by_step[step] {
-                let sig = osig[i].as_str();
-                if let Some(&(j, _)) = one_map.get(sig) {
+                let sig = osid[i];
+                if one_at[sig].0 == stamp {
+                    let j = one_at[sig].1;
                     let side = if card_one_to_many { "left" } else { "right" };
                     let ml = Self::match_labels(&one[i].labels, on, &names);
                     return err(format!(
@@ -1056,13 +1176,12 @@ impl<'a> Evaluator<'a> {
                         go_labels(&one[j].labels)
                     ));
                 }
-                one_map.insert(sig, (i, v));
+                one_at[sig] = (stamp, i, v);
             }
-            matched.clear();
-            let mut used_one: std::collections::HashSet<usize> = Default::default();
+            grouped.clear();
             for &(i, v) in &many_by_step[step] {
-                let sig = msig[i].as_str();
-                let Some(&(j, ov)) = one_map.get(sig) else {
+                let sig = msid[i];
+                if one_at[sig].0 != stamp {
                     if let Some(fr) =
                         fill.and_then(|f| if card_one_to_many { f.left } else { f.right })
                     {
@@ -1077,55 +1196,54 @@ impl<'a> Evaluator<'a> {
                         }
                     }
                     continue;
-                };
-                used_one.insert(j);
+                }
+                let (_, j, ov) = one_at[sig];
+                used_one[j] = stamp;
                 let (lf, rf) = if card_one_to_many { (ov, v) } else { (v, ov) };
                 let (val, keep) = elem_binop(op, lf, rf);
                 let (val, keep) = bool_result(val, keep, is_cmp, b.return_bool, lf);
-                let (labels, dn) = match cache.get(&(i, j)) {
-                    Some(x) => x.clone(),
-                    None => {
-                        let x = self.result_metric(
-                            &many[i],
-                            Some(&one[j]),
-                            drop,
-                            one_to_one,
-                            on,
-                            &names,
-                            include,
-                        );
-                        cache.insert((i, j), x.clone());
-                        x
+                let k = match last_pair[i] {
+                    Some((lj, k)) if lj == j => k,
+                    _ => {
+                        let k = match pair_out.get(&(i, j)) {
+                            Some(&k) => k,
+                            None => {
+                                let (labels, dn) = self.result_metric(
+                                    &many[i],
+                                    Some(&one[j]),
+                                    drop,
+                                    one_to_one,
+                                    on,
+                                    &names,
+                                    include,
+                                );
+                                let k = out.slot(labels, dn);
+                                pair_out.insert((i, j), k);
+                                k
+                            }
+                        };
+                        last_pair[i] = Some((j, k));
+                        k
                     }
                 };
-                let entry = matched.get_mut(sig);
                 if one_to_one {
-                    if entry.is_some() {
+                    if matched_at[sig] == stamp {
                         return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
                     }
-                    matched.insert(sig, None);
-                } else {
-                    match entry {
-                        Some(Some(set)) => {
-                            if !set.insert(labels.clone()) {
-                                return err("multiple matches for labels: grouping labels must ensure unique matches");
-                            }
-                        }
-                        _ => {
-                            let mut set = std::collections::HashSet::new();
-                            set.insert(labels.clone());
-                            matched.insert(sig, Some(set));
-                        }
-                    }
+                    matched_at[sig] = stamp;
+                } else if !grouped.entry(sig).or_default().insert(k) {
+                    return err(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    );
                 }
                 if !keep {
                     continue;
                 }
-                out.push(labels, dn, t, val)?;
+                out.push_at(k, t, val)?;
             }
             if let Some(fl) = fill.and_then(|f| if card_one_to_many { f.right } else { f.left }) {
                 for &(j, v) in &one_by_step[step] {
-                    if used_one.contains(&j) {
+                    if used_one[j] == stamp {
                         continue;
                     }
                     let (lf, rf) = if card_one_to_many { (v, fl) } else { (fl, v) };
@@ -1139,6 +1257,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
+        out.series.retain(|s| !s.pts.is_empty());
         Ok(out.series)
     }
 
@@ -1256,6 +1375,31 @@ pub(crate) struct OutBuilder {
 }
 
 impl OutBuilder {
+    /// The index of the output series with these labels, created empty if new. Series left
+    /// empty must be removed by the caller.
+    pub fn slot(&mut self, labels: Labels, drop_name: bool) -> usize {
+        if let Some(&i) = self.map.get(&labels) {
+            return i;
+        }
+        self.map.insert(labels.clone(), self.series.len());
+        self.series.push(SeriesV {
+            labels,
+            drop_name,
+            pts: Vec::new(),
+        });
+        self.series.len() - 1
+    }
+
+    /// Appends a point to the series at `slot`.
+    pub fn push_at(&mut self, slot: usize, t: i64, v: f64) -> Result<()> {
+        let s = &mut self.series[slot];
+        if s.pts.last().is_some_and(|p| p.0 == t) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+        s.pts.push((t, v));
+        Ok(())
+    }
+
     pub fn push(&mut self, labels: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
         match self.map.get(&labels) {
             Some(&i) => {
