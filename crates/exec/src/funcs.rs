@@ -145,11 +145,9 @@ static FUNCS: &[FnDef] = &[
     } else {
         avg_242(w.vs)
     }))),
-    r!("sum_over_time", |w| Ok(Some(if w.p3 {
-        kahan_sum(w.vs)
-    } else {
-        w.vs.iter().sum()
-    }))),
+    // Compensated in both profiles: promtool 2.42 gives the Kahan-Neumaier sum too
+    // (crates/exec/tests/promtool.rs).
+    r!("sum_over_time", |w| Ok(Some(kahan_sum(w.vs)))),
     r!("count_over_time", |w| Ok(Some(w.vs.len() as f64))), // O(1) per window
     r!("min_over_time", |w| {
         let mut m = w.vs[0];
@@ -323,6 +321,70 @@ pub(crate) fn range_impl(name: &str) -> Option<(RangeImpl, usize, bool)> {
 
 // ------------------------------------------------------------------ numeric helpers
 
+/// The `k` samples `topk` (`top`) or `bottomk` keeps, chosen as Prometheus does: a heap of
+/// up to `k` (Go's `container/heap`, least wanted at the root, NaN least of all) in input
+/// order, the root replaced only by a strictly better value. Which of several equal values
+/// survive therefore follows the heap's moves, not input order.
+fn go_heap_select(items: &[(usize, f64)], k: usize, top: bool) -> Vec<(usize, f64)> {
+    let less = |a: f64, b: f64| {
+        if a.is_nan() {
+            true
+        } else if top {
+            a < b
+        } else {
+            a > b
+        }
+    };
+    fn up(h: &mut [(usize, f64)], mut j: usize, less: &impl Fn(f64, f64) -> bool) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    }
+    fn down(h: &mut [(usize, f64)], i0: usize, less: &impl Fn(f64, f64) -> bool) -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && less(h[j1 + 1].1, h[j1].1) {
+                j = j1 + 1;
+            }
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+    let mut h: Vec<(usize, f64)> = Vec::with_capacity(k.min(items.len()));
+    for &(i, v) in items {
+        if h.len() < k {
+            h.push((i, v));
+            let last = h.len() - 1;
+            up(&mut h, last, &less);
+            continue;
+        }
+        let root = h[0].1;
+        let better = if top { root < v } else { root > v };
+        if better || (root.is_nan() && !v.is_nan()) {
+            h[0] = (i, v);
+            if k > 1 && !down(&mut h, 0, &less) {
+                up(&mut h, 0, &less);
+            }
+        }
+    }
+    h
+}
+
 pub(crate) fn kahan_sum(vs: &[f64]) -> f64 {
     let (mut s, mut c) = (0.0, 0.0);
     for &v in vs {
@@ -398,8 +460,10 @@ impl AvgAcc {
 }
 
 /// 2.42 mean: plain incremental mean.
+/// 2.42's mean: an incremental mean, Kahan-Neumaier compensated (`mean + c`), as promtool
+/// 2.42 computes it.
 fn avg_242(vs: &[f64]) -> f64 {
-    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
     for &v in vs {
         count += 1.0;
         if mean.is_infinite() {
@@ -410,9 +474,13 @@ fn avg_242(vs: &[f64]) -> f64 {
                 continue;
             }
         }
-        mean += v / count - mean / count;
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
     }
-    mean
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
 }
 
 fn stdvar_over_time(vs: &[f64]) -> f64 {
@@ -1939,17 +2007,18 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
                             .collect(),
                         _ => {
                             let top = op == AggregateOp::Topk;
-                            // NaN is the least wanted for both; ties keep input order.
-                            let mut idx: Vec<usize> = (0..m.len()).collect();
-                            idx.sort_by(|&x, &y| {
-                                let (a, b) = (m[x].1, m[y].1);
-                                let o = match (a.is_nan(), b.is_nan()) {
+                            let mut chosen = go_heap_select(m, k as usize, top);
+                            // Printed best first (NaN last), ties in input order.
+                            chosen.sort_by(|a, b| {
+                                let o = match (a.1.is_nan(), b.1.is_nan()) {
                                     (true, true) => std::cmp::Ordering::Equal,
                                     (true, false) => std::cmp::Ordering::Greater,
                                     (false, true) => std::cmp::Ordering::Less,
                                     _ => {
-                                        let o =
-                                            a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal);
+                                        let o = a
+                                            .1
+                                            .partial_cmp(&b.1)
+                                            .unwrap_or(std::cmp::Ordering::Equal);
                                         if top {
                                             o.reverse()
                                         } else {
@@ -1957,9 +2026,9 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
                                         }
                                     }
                                 };
-                                o.then(x.cmp(&y))
+                                o.then(a.0.cmp(&b.0))
                             });
-                            idx.into_iter().take(k as usize).map(|x| m[x]).collect()
+                            chosen
                         }
                     };
                     for (i, v) in chosen {
@@ -2163,5 +2232,26 @@ mod tests {
         assert_eq!(go_fmt_shortest(1e21), "1000000000000000000000");
         assert_eq!(go_fmt_shortest(f64::NEG_INFINITY), "-Inf");
         assert_eq!(go_fmt_f(1.0), "1.000000");
+    }
+}
+
+#[cfg(test)]
+mod heap_tests {
+    use super::go_heap_select;
+
+    fn ids(v: Vec<(usize, f64)>) -> Vec<usize> {
+        let mut i: Vec<usize> = v.into_iter().map(|x| x.0).collect();
+        i.sort();
+        i
+    }
+
+    #[test]
+    fn ties_follow_the_heap() {
+        let items: Vec<(usize, f64)> = [1.0, 0.0, 0.0, 1.0, 0.0].into_iter().enumerate().collect();
+        assert_eq!(ids(go_heap_select(&items, 3, true)), vec![0, 2, 3]);
+        assert_eq!(ids(go_heap_select(&items, 2, false)), vec![1, 2]);
+        let nan: Vec<(usize, f64)> = [f64::NAN, 2.0, 1.0].into_iter().enumerate().collect();
+        assert_eq!(ids(go_heap_select(&nan, 2, true)), vec![1, 2]);
+        assert_eq!(ids(go_heap_select(&nan, 2, false)), vec![1, 2]);
     }
 }

@@ -85,6 +85,18 @@ pub fn run_script(name: &str, text: &str, opts: &EngineOptions) -> TestReport {
         let fail = |report: &mut TestReport, msg: String| {
             report.failures.push(format!("{name}:{lineno}: {msg}"));
         };
+        // One-line commands: the next line is a command of its own.
+        if line == "clear" {
+            storage.clear();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("profile ") {
+            match rest.parse::<Profile>() {
+                Ok(p) => opts.profile = p,
+                Err(e) => fail(&mut report, e),
+            }
+            continue;
+        }
         // The block of lines after the command, up to a blank line.
         let mut block: Vec<(usize, &str)> = Vec::new();
         while i < lines.len() {
@@ -116,17 +128,6 @@ pub fn run_script(name: &str, text: &str, opts: &EngineOptions) -> TestReport {
                     }
                     Err(e) => report.failures.push(format!("{name}:{ln}: {e}")),
                 }
-            }
-            continue;
-        }
-        if line == "clear" {
-            storage.clear();
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("profile ") {
-            match rest.parse::<Profile>() {
-                Ok(p) => opts.profile = p,
-                Err(e) => fail(&mut report, e),
             }
             continue;
         }
@@ -1069,6 +1070,13 @@ fn run_instant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_commands_do_not_swallow_the_next_lines() {
+        let script = "load 1m\n  a 1\n\n# comment\nclear\nload 1m\n  b 2\n\neval instant at 0 b\n  b 2\n\neval instant at 0 a\n";
+        let r = run_script("t", script, &EngineOptions::default());
+        assert_eq!((r.cases, r.passed), (2, 2), "{:?}", r.failures);
+    }
 
     #[test]
     fn series_notation() {

@@ -45,50 +45,6 @@ use tsq_exec::{Engine, EngineOptions, MemStorage, Profile, Value};
 /// A case whose query is listed may disagree (at any evaluation time); every other case must
 /// agree. Remove an entry once the executor is fixed (the test prints the entries that agree).
 const KNOWN_DIFFS: &[(&str, &str)] = &[
-    // Kahan: Prometheus 2.42's sum_over_time and avg_over_time are Kahan-Neumaier
-    // compensated (`kahanSumInc`; avg: compensated incremental mean `mean + c`); the
-    // prometheus-2.42 profile sums plainly (`funcs.rs`: `w.vs.iter().sum()`, `avg_242`), so
-    // results differ in the last bits (e.g. 178.07999999999998 vs promtool's 178.08).
-    (
-        "avg_over_time(queue_depth[5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(node_temperature_celsius[5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(mem_bytes[5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(http_requests_total[1h])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(up[5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(weird[5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(node_temperature_celsius[30m:5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "avg_over_time(sum by (job) (rate(http_requests_total[5m]))[1h:5m])",
-        "2.42 avg_over_time is Kahan-compensated",
-    ),
-    (
-        "sum_over_time(node_temperature_celsius[2m])",
-        "2.42 sum_over_time is Kahan-compensated",
-    ),
-    (
-        "sum_over_time(queue_depth[2m])",
-        "2.42 sum_over_time is Kahan-compensated",
-    ),
     // Go's math library: Prometheus computes with Go's math.Sin/Exp/Log/Log10, which are
     // not correctly rounded; tsq uses Rust's (libm, correctly rounded here): 1-2 ulp apart.
     (
@@ -107,13 +63,6 @@ const KNOWN_DIFFS: &[(&str, &str)] = &[
     (
         "node_temperature_celsius atan2 20",
         "Go math.Atan2 differs from libm by 1 ulp",
-    ),
-    // Ties: 2.42's topk keeps a min-heap of k samples and replaces its root only by a strictly
-    // greater value, so which tied series survive depends on the heap layout; tsq keeps the
-    // first k of a stable sort (input order).
-    (
-        "topk(3, up)",
-        "2.42 topk breaks ties by its heap layout, tsq by input order",
     ),
 ];
 
