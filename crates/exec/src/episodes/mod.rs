@@ -75,7 +75,9 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Option<Val
     let v = match c.func.as_str() {
         "episodes" | "held_for" | "followed_by" | "alert_episodes" => {
             let t = single_time(r)?;
-            Val::Episodes(call_at(ev, c, t)?)
+            let mut out = call_at(ev, c, t)?;
+            sort(&mut out);
+            Val::Episodes(out)
         }
         "episodes_to_series" | "count_episodes" | "sum_duration" | "max_duration" => {
             summary(ev, c, r)?
