@@ -2015,10 +2015,9 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
                                     (true, false) => std::cmp::Ordering::Greater,
                                     (false, true) => std::cmp::Ordering::Less,
                                     _ => {
-                                        let o = a
-                                            .1
-                                            .partial_cmp(&b.1)
-                                            .unwrap_or(std::cmp::Ordering::Equal);
+                                        let o =
+                                            a.1.partial_cmp(&b.1)
+                                                .unwrap_or(std::cmp::Ordering::Equal);
                                         if top {
                                             o.reverse()
                                         } else {
