@@ -405,10 +405,14 @@ impl Db {
         let last_seg = segments.last().map(|s| s.0).unwrap_or(0);
         let mut manifest_dirty = false;
         let mut orphans = 0u64;
+        // WAL bytes read so far: every series id was declared by at least two of them.
+        let mut wal_bytes = 0usize;
         for (i, (_, name)) in segments.iter().enumerate() {
             let path = wal_dir.join(name);
             let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
             let bytes: &[u8] = (*data).as_ref();
+            wal_bytes += bytes.len();
+            let max_new = wal_bytes / 2 + 1;
             let scan = wal::scan_segment(&path, bytes, &mut notices, |rec| {
                 match rec {
                     Record::Batch {
@@ -417,12 +421,25 @@ impl Db {
                         samples,
                     } => {
                         for (id, labels) in &series {
-                            if !head.insert_replayed(*id, labels) {
-                                return Err(Error::corrupted(
-                                    &path,
-                                    0,
-                                    format!("series id {id} reused for {labels}"),
-                                ));
+                            match head.insert_replayed(*id, labels, max_new) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    return Err(Error::corrupted(
+                                        &path,
+                                        0,
+                                        format!("series id {id} reused for {labels}"),
+                                    ))
+                                }
+                                Err(gap) => {
+                                    return Err(Error::corrupted(
+                                        &path,
+                                        0,
+                                        format!(
+                                            "series id {id} would add {gap} series, more than \
+                                             the {wal_bytes} WAL bytes read so far can declare"
+                                        ),
+                                    ))
+                                }
                             }
                         }
                         for (name, m) in meta {
@@ -1309,12 +1326,20 @@ impl Db {
 /// Series (id, labels) and metric metadata to declare in a WAL segment.
 type Declarations = (Vec<(u32, Labels)>, Vec<(String, MetricMeta)>);
 
-/// Every series of the head (placeholders for lost declarations excluded) and all metric
+/// Every series of the head (placeholders for lost declarations as empty label sets) and all metric
 /// metadata: what a WAL segment must declare when earlier segments may be gone.
 fn declarations(st: &State) -> Declarations {
+    // Placeholders (ids whose declaration was lost) are declared too, with no labels: replay
+    // only accepts an id gap that the WAL's bytes explain.
     let series = (0..st.head.series.len() as u32)
-        .filter(|&id| st.head.is_known(id))
-        .map(|id| (id, st.head.labels_of(id)))
+        .map(|id| {
+            let labels = if st.head.is_known(id) {
+                st.head.labels_of(id)
+            } else {
+                Labels::default()
+            };
+            (id, labels)
+        })
         .collect();
     let meta = st
         .manifest

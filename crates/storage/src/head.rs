@@ -91,12 +91,26 @@ impl Head {
     }
 
     /// Creates series `id` while replaying the WAL (ids are dense; gaps are filled with
-    /// empty placeholder series that can never match).
-    pub fn insert_replayed(&mut self, id: u32, labels: &Labels) -> bool {
+    /// empty placeholder series that can never match). A declaration with no labels is a
+    /// placeholder itself (a checkpoint re-declares the placeholders it has, so that every
+    /// gap stays explained by bytes in the WAL). `max_new`: most series this declaration may
+    /// add (the caller bounds it by the WAL bytes read, since each declaration takes at least
+    /// two bytes): a larger gap is refused, so a crafted record cannot make replay allocate
+    /// without bound.
+    pub fn insert_replayed(
+        &mut self,
+        id: u32,
+        labels: &Labels,
+        max_new: usize,
+    ) -> Result<bool, usize> {
         if (id as usize) < self.series.len() {
-            return self.labels_equal(id, labels);
+            return Ok(labels.is_empty() && !self.is_known(id) || self.labels_equal(id, labels));
         }
-        while self.series.len() < id as usize {
+        let new = id as usize + 1 - self.series.len();
+        if new > max_new {
+            return Err(new);
+        }
+        while self.series.len() < id as usize + usize::from(labels.is_empty()) {
             // A series record lost to corruption: keep ids aligned with a placeholder.
             self.series.push(HeadSeries {
                 labels: Box::new([]),
@@ -107,8 +121,10 @@ impl Head {
                 max_t: i64::MIN,
             });
         }
-        self.insert(id, labels);
-        true
+        if !labels.is_empty() {
+            self.insert(id, labels);
+        }
+        Ok(true)
     }
 
     fn insert(&mut self, id: u32, labels: &Labels) {

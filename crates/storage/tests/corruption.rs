@@ -155,3 +155,70 @@ fn missing_manifest_with_blocks_refuses_to_open_instead_of_deleting_them() {
         "blocks must be left alone"
     );
 }
+
+/// RELIABILITY.md known problem 1: a checksum-valid WAL record declaring series id
+/// 4,000,000,000 made replay allocate ~500 GB of placeholder series and abort. An id gap
+/// larger than the WAL bytes read can explain is now refused as corruption.
+#[test]
+fn hostile_series_id_in_a_valid_wal_record_is_refused_not_allocated() {
+    use tsq_storage::wal;
+    let vfs = MemVfs::new();
+    drop(open(&vfs).unwrap());
+    let mut payload = Vec::new();
+    let (c, a, b) = wal::encode_batch(
+        &mut payload,
+        &[(4_000_000_000, Labels::new([("__name__", "x")]))],
+        &[],
+        &[(4_000_000_000, 1, 1.0)],
+    );
+    let mut rec = Vec::new();
+    wal::frame(&mut rec, wal::REC_BATCH, &payload, c, a, b);
+    let seg = Path::new("/db/wal").join(wal::segment_name(99));
+    let mut f = vfs.create(&seg).unwrap();
+    f.write_all(&rec).unwrap();
+    f.sync().unwrap();
+    drop(f);
+    match open(&vfs) {
+        Err(e @ Error::Corrupted { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("4000000000") && msg.contains("series"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// Series whose declaration was lost to damage leave placeholder ids; a checkpoint declares
+/// the placeholders too, so that after the old segments are gone the id gap is still
+/// explained by WAL bytes and the database reopens with everything else intact.
+#[test]
+fn placeholders_for_lost_declarations_survive_flush_and_reopen() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a"], 1);
+    // One batch declaring 1,000 series, then one declaring "c".
+    let names: Vec<String> = (0..1000).map(|i| format!("lost_{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_batches(&db, &refs, 1);
+    write_batches(&db, &["c"], 1);
+    drop(db);
+    // Damage the middle record (the big one): its declarations are lost.
+    let seg = files(&vfs, "/db/wal").pop().unwrap();
+    let len = vfs.len(&seg).unwrap();
+    vfs.flip_bit(&seg, (len / 2) * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "a").unwrap(), 10);
+    assert_eq!(count(&db, "c").unwrap(), 10);
+    assert_eq!(count(&db, "lost_7").unwrap(), 0);
+    // Checkpoint: blocks written, old segments removed, a new segment re-declares series.
+    db.flush().unwrap();
+    write_batches(&db, &["d"], 1);
+    drop(db);
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "c").unwrap(), 10);
+    assert_eq!(count(&db, "d").unwrap(), 10);
+    // The damaged segment went away with the flush: nothing left to report.
+    assert_eq!(db.check(), Vec::<String>::new());
+}
