@@ -42,6 +42,8 @@ pub struct OpenMetricsWriter<W: Write> {
     w: W,
     buf: Vec<u8>,
     key: String,
+    /// Family names written so far: OpenMetrics allows one family block per name.
+    families: std::collections::HashSet<String>,
 }
 
 fn push_name(out: &mut Vec<u8>, name: &str) {
@@ -61,6 +63,7 @@ impl<W: Write> OpenMetricsWriter<W> {
             w,
             buf: Vec::with_capacity(FLUSH_AT + 4096),
             key: String::new(),
+            families: std::collections::HashSet::new(),
         }
     }
 
@@ -68,6 +71,11 @@ impl<W: Write> OpenMetricsWriter<W> {
     /// `# TYPE metric unknown` (so that the family boundary is explicit). A counter
     /// `foo_total` is written as family `foo` (OpenMetrics naming); the parser maps the
     /// metadata back to `foo_total`.
+    ///
+    /// A family name may be written once (OpenMetrics has one family block per name, and a
+    /// second block's metadata would be ambiguous): starting it again, or starting a family
+    /// that another metric already mapped to (counter `foo_total` and gauge `foo` are both
+    /// family `foo`), is an `InvalidInput` error and writes nothing.
     pub fn family(&mut self, metric: &str, meta: Option<&MetricMeta>) -> io::Result<()> {
         let unknown = MetricMeta::default();
         let meta = meta.unwrap_or(&unknown);
@@ -78,6 +86,12 @@ impl<W: Write> OpenMetricsWriter<W> {
                 .unwrap_or(metric),
             _ => metric,
         };
+        if !self.families.insert(fam.to_string()) {
+            return Err(invalid(format!(
+                "metric family {fam:?} (of {metric:?}) is already written: OpenMetrics allows one \
+                 family per name, so write every series of a metric after one family() call"
+            )));
+        }
         let b = &mut self.buf;
         b.extend_from_slice(b"# TYPE ");
         push_name(b, fam);
@@ -298,5 +312,32 @@ impl<W: Write> InfluxWriter<W> {
         self.buf.clear();
         self.w.flush()?;
         Ok(self.w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_name_is_written_once() {
+        let counter = MetricMeta {
+            metric_type: MetricType::Counter,
+            ..MetricMeta::default()
+        };
+        let mut w = OpenMetricsWriter::new(Vec::new());
+        w.family("up", None).unwrap();
+        let e = w.family("up", None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("\"up\""), "{e}");
+        // Counter foo_total is family foo: a later metric foo would be a second block.
+        w.family("foo_total", Some(&counter)).unwrap();
+        assert!(w.family("foo", None).is_err());
+        w.family("bar", None).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "# TYPE up unknown\n# TYPE foo counter\n# TYPE bar unknown\n# EOF\n"
+        );
     }
 }
