@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use tsq::exec::{Engine, Value};
+use tsq::exec::{Engine, Episode, QueryResult, Value};
 use tsq::formats::gen::{self, WorkloadParams};
 use tsq::storage::Db;
 
@@ -34,6 +34,42 @@ fn step(n: usize, title: &str, why: &str) {
     println!("\n━━ {n}. {title}\n   {why}");
 }
 
+/// The `tsq query` command line that asks `expr` as the demo does.
+fn command_line(
+    expr: &str,
+    range: Option<(i64, i64, i64)>,
+    at: i64,
+    format: OutputFormat,
+) -> String {
+    let fmt = <OutputFormat as clap::ValueEnum>::to_possible_value(&format)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let fmt = if format == OutputFormat::Table {
+        String::new()
+    } else {
+        format!(" --format {fmt}")
+    };
+    match range {
+        Some((s, e, st)) => format!(
+            "tsq query --start {} --end {} --step {}s{fmt} '{expr}'",
+            fmt_time(s),
+            fmt_time(e),
+            st / 1000,
+        ),
+        None => format!("tsq query --time {}{fmt} '{expr}'", fmt_time(at)),
+    }
+}
+
+/// Prints how many series `res` holds (the episodes table counts its own) and how long the
+/// query took.
+fn footer(res: &QueryResult, ms: f64) {
+    match &res.value {
+        Value::Vector(v) => println!("   ({} series, {ms:.1} ms)", v.len()),
+        Value::Matrix(m) => println!("   ({} series, {ms:.1} ms)", m.len()),
+        _ => println!("   ({ms:.1} ms)"),
+    }
+}
+
 fn show(
     db: &Db,
     engine: &Engine,
@@ -41,20 +77,8 @@ fn show(
     range: Option<(i64, i64, i64)>,
     at: i64,
     format: OutputFormat,
-) -> Result<()> {
-    let shown = match range {
-        Some((s, e, st)) => format!(
-            "tsq query --start {} --end {} --step {}s --format {} '{expr}'",
-            fmt_time(s),
-            fmt_time(e),
-            st / 1000,
-            <OutputFormat as clap::ValueEnum>::to_possible_value(&format)
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        ),
-        None => format!("tsq query --time {} '{expr}'", fmt_time(at)),
-    };
-    println!("   $ {shown}");
+) -> Result<QueryResult> {
+    println!("   $ {}", command_line(expr, range, at, format));
     let spec = QuerySpec {
         expr: expr.to_string(),
         range,
@@ -65,13 +89,60 @@ fn show(
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut out = std::io::stdout().lock();
     output::render(&mut out, &res, format, &spec, None)?;
-    let n = match &res.value {
-        Value::Vector(v) => v.len(),
-        Value::Matrix(m) => m.len(),
-        _ => 1,
+    drop(out);
+    footer(&res, ms);
+    Ok(res)
+}
+
+/// Draws an instant query's result again, as `tsq query --format FORMAT` would.
+fn show_again(res: &QueryResult, expr: &str, at: i64, format: OutputFormat) -> Result<()> {
+    println!("   $ {}", command_line(expr, None, at, format));
+    let spec = QuerySpec {
+        expr: expr.to_string(),
+        range: None,
+        time: at,
     };
-    println!("   ({n} series, {ms:.1} ms)");
+    output::render(&mut std::io::stdout().lock(), res, format, &spec, None)
+}
+
+/// A range query drawn as a chart with the episodes of `shade` (evaluated at the range's end)
+/// shaded over it: `tsq query --format chart --shade SHADE EXPR`.
+fn show_shaded(
+    db: &Db,
+    engine: &Engine,
+    expr: &str,
+    shade: &str,
+    range: (i64, i64, i64),
+) -> Result<()> {
+    let cmd = command_line(expr, Some(range), range.1, OutputFormat::Chart);
+    let cmd = cmd.replacen(
+        " --format chart",
+        &format!(" --format chart --shade '{shade}'"),
+        1,
+    );
+    println!("   $ {cmd}");
+    let started = Instant::now();
+    let eps = crate::query::evaluate_shade(db, engine, shade, range.1)?;
+    let spec = QuerySpec {
+        expr: expr.to_string(),
+        range: Some(range),
+        time: range.1,
+    };
+    let res = evaluate(db, engine, &spec)?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut out = std::io::stdout().lock();
+    output::render_shaded(&mut out, &res, OutputFormat::Chart, &spec, None, &eps)?;
+    drop(out);
+    println!("   ({} episodes shaded, {ms:.1} ms)", eps.len());
     Ok(())
+}
+
+/// The latest-starting episode of a result.
+fn latest(res: &QueryResult) -> Option<&Episode> {
+    match &res.value {
+        Value::Episodes(e) => e.iter().max_by_key(|e| e.start),
+        _ => None,
+    }
 }
 
 pub fn run(db_path: &Path, args: DemoArgs) -> Result<ExitCode> {
@@ -234,8 +305,68 @@ pub fn run(db_path: &Path, args: DemoArgs) -> Result<ExitCode> {
         OutputFormat::Table,
     )?;
 
+    // Episodes: when something held, as time ranges.
+    let grid = format!("[{}d:1m]", args.days);
+    let above = "avg by (service) (request_latency_seconds) > 1.3 * avg by (service) (quantile_over_time(0.5, request_latency_seconds[1d]))";
+    step(
+        7,
+        "When was latency above its baseline?",
+        "An episode is a time range during which a condition held. Here: per service, mean latency above 1.3 x its median of the last day, checked every minute over the whole data, kept when it lasted 10 minutes.",
+    );
+    let above_q = format!("episodes(({above}){grid}, 10m)");
+    let res = show(&db, &engine, &above_q, None, t, OutputFormat::Table)?;
+    show_again(&res, &above_q, t, OutputFormat::Chart)?;
+
+    step(
+        8,
+        "What followed a restart?",
+        "Patterns match the steps of a grid in order, like a regular expression over time. sequence: a restart (up was 0 in the last minute), then latency above its baseline for 10 minutes, within 30 minutes. pattern: a restart, then 5xx above 3 % for 5 minutes or more, then back under 1 %, within 2 hours.",
+    );
+    let after_restart = format!(
+        "sequence(min_over_time(up[1m]) == 0, avg_over_time(request_latency_seconds[5m]) > 1.3 * quantile_over_time(0.5, request_latency_seconds[1d]) for 10m) by (service) {grid} within 30m"
+    );
+    let seq = show(&db, &engine, &after_restart, None, t, OutputFormat::Table)?;
+    let ratio = "sum by (service) (rate(http_requests_total{code=\"5xx\"}[2m])) / sum by (service) (rate(http_requests_total[2m]))";
+    show(
+        &db,
+        &engine,
+        &format!("pattern(\"R+ .{{0,2}} E{{5,}} N\", R: min by (service) (min_over_time(up[1m])) == 0, E: {ratio} > 0.03, N: {ratio} < 0.01) by (service) {grid} within 2h"),
+        None,
+        t,
+        OutputFormat::Table,
+    )?;
+
+    step(
+        9,
+        "Seeing it",
+        "The latest of those restarts: the service's mean latency over 12 hours, with its episodes above the baseline shaded (--shade takes any query that returns episodes).",
+    );
+    match latest(&seq).or_else(|| latest(&res)) {
+        Some(e) => {
+            let svc = e.labels.get("service").unwrap_or_default().to_string();
+            let end = (e.start + 6 * 3_600_000).min(t) / 60_000 * 60_000;
+            let range = (end - 12 * 3_600_000, end, 120_000);
+            let sel = format!("request_latency_seconds{{service=\"{svc}\"}}");
+            let shade = format!(
+                "episodes((avg by (service) ({sel}) > 1.3 * avg by (service) (quantile_over_time(0.5, {sel}[1d])))[1d:1m], 10m)"
+            );
+            show_shaded(
+                &db,
+                &engine,
+                &format!("avg by (service) ({sel})"),
+                &shade,
+                range,
+            )?;
+        }
+        None => println!("   (no episodes in this data to draw)"),
+    }
+
+    // Step 10, replaying an alerting rule over this history with `tsq backtest` and scoring
+    // it against the dataset's ground truth, goes here, once crates/cli/src/backtest offers
+    // a function the demo can call with a rule and a time range.
+
     println!("\nGround truth of this dataset: {} injected events (deploys, restarts, error bursts, latency anomalies); `tsq gen --dataset workload --truth truth.json` writes them.", ds.ground_truth().len());
-    println!("Try it yourself:\n  tsq --db {} query --start now-1d --end now --step 10m --format chart 'sum by (service) (rate(http_requests_total{{code=\"5xx\"}}[5m]))'\n  tsq --db {} repl", dir.display(), dir.display());
+    println!("Try it yourself:\n  tsq --db {} query --start now-1d --end now --step 10m --format chart 'sum by (service) (rate(http_requests_total{{code=\"5xx\"}}[5m]))'\n  tsq --db {} query --start now-1d --end now --format chart --shade 'episodes((min(min_over_time(up[1m])) == 0)[1d:1m])' 'sum(rate(http_requests_total{{code=\"5xx\"}}[5m]))'\n  tsq --db {} repl", dir.display(), dir.display(), dir.display());
     println!(
         "\ndemo finished in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -250,6 +250,18 @@ pub fn render(
     spec: &QuerySpec,
     svg: Option<&Path>,
 ) -> Result<()> {
+    render_shaded(out, res, format, spec, svg, &[])
+}
+
+/// Prints a result in the chosen format; a chart also shades the `shade` episodes.
+pub fn render_shaded(
+    out: &mut impl Write,
+    res: &QueryResult,
+    format: OutputFormat,
+    spec: &QuerySpec,
+    svg: Option<&Path>,
+    shade: &[tsq::exec::Episode],
+) -> Result<()> {
     match format {
         OutputFormat::PromJson => writeln!(out, "{}", prom_json(res))?,
         OutputFormat::Json => writeln!(out, "{}", tsq_json(res))?,
@@ -285,9 +297,9 @@ pub fn render(
         }
         OutputFormat::Table => table(out, res)?,
         OutputFormat::Chart => {
-            crate::chart::render_terminal(out, res, spec)?;
+            crate::chart::render_terminal(out, res, spec, shade)?;
             if let Some(path) = svg {
-                std::fs::write(path, crate::chart::render_svg(res, spec)?)?;
+                std::fs::write(path, crate::chart::render_svg(res, spec, shade)?)?;
                 writeln!(out, "chart written to {}", path.display())?;
             }
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use tsq::exec::{Engine, EngineOptions, Profile, QueryResult};
+use tsq::exec::{Engine, EngineOptions, Episode, Profile, QueryResult, Value};
 
 use crate::output::{self, OutputFormat};
 use crate::timearg::{now_ms, parse_duration, parse_time};
@@ -37,14 +37,22 @@ pub struct QueryArgs {
     #[arg(long, default_value = "5m")]
     lookback: String,
     /// Write the chart as SVG to this file (with --format chart).
-    #[arg(long)]
+    #[arg(long, visible_alias = "svg")]
     out: Option<PathBuf>,
+    /// An episodes query whose episodes are shaded over the chart (with --format chart): it
+    /// is evaluated as an instant query at the end of the range. Without --start/--end the
+    /// range ends at --time (default now) and begins a little before the first episode.
+    #[arg(long, value_name = "EPISODES_QUERY")]
+    shade: Option<String>,
 }
 
 /// How a query is asked.
 pub struct QuerySpec {
+    /// The expression.
     pub expr: String,
+    /// `(start, end, step)` of a range query, ms; `None` for an instant query.
     pub range: Option<(i64, i64, i64)>,
+    /// Evaluation time of an instant query, ms.
     pub time: i64,
 }
 
@@ -77,10 +85,46 @@ pub fn evaluate(db: &tsq::storage::Db, engine: &Engine, spec: &QuerySpec) -> Res
     res.map_err(|e| anyhow!("{e}"))
 }
 
+/// Evaluates `expr` at `t` as the episodes to shade over a chart (an error if it does not
+/// return episodes).
+pub fn evaluate_shade(
+    db: &tsq::storage::Db,
+    engine: &Engine,
+    expr: &str,
+    t: i64,
+) -> Result<Vec<Episode>> {
+    let spec = QuerySpec {
+        expr: expr.to_string(),
+        range: None,
+        time: t,
+    };
+    let res = evaluate(db, engine, &spec).map_err(|e| anyhow!("--shade: {e}"))?;
+    match res.value {
+        Value::Episodes(e) => Ok(e),
+        v => bail!(
+            "--shade needs a query that returns episodes (episodes, held_for, pattern, sequence, ...), not a {}",
+            v.type_name()
+        ),
+    }
+}
+
+/// The range of a shaded chart asked without --start/--end: it ends at `t` and begins a
+/// tenth of the span before the first episode (an hour before `t` without episodes), with
+/// the default step.
+pub fn shade_range(eps: &[Episode], t: i64) -> (i64, i64, i64) {
+    let first = eps.iter().map(|e| e.start).min().unwrap_or(t).min(t);
+    let span = (t - first).max(3_600_000);
+    let start = t - span - span / 10;
+    (start, t, ((t - start) / 250).max(1000))
+}
+
 pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
     let db = crate::open_ro(db_path)?;
     let engine = engine(&args.profile, &args.lookback)?;
-    let range = match (&args.start, &args.end) {
+    if args.shade.is_some() && args.format != OutputFormat::Chart {
+        bail!("--shade draws episodes over a chart: use it with --format chart");
+    }
+    let mut range = match (&args.start, &args.end) {
         (Some(s), Some(e)) => {
             let (start, end) = (parse_time(s)?, parse_time(e)?);
             let step = match &args.step {
@@ -95,6 +139,15 @@ pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
         Some(t) => parse_time(t)?,
         None => now_ms(),
     };
+    let mut shade = Vec::new();
+    if let Some(expr) = &args.shade {
+        shade = evaluate_shade(&db, &engine, expr, range.map_or(time, |r| r.1))?;
+        if range.is_none() {
+            let (start, end, step) = shade_range(&shade, time);
+            let step = args.step.as_deref().map_or(Ok(step), parse_duration)?;
+            range = Some((start, end, step));
+        }
+    }
     let spec = QuerySpec {
         expr: args.expr.clone(),
         range,
@@ -109,7 +162,14 @@ pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     let mut out = std::io::stdout().lock();
-    output::render(&mut out, &res, args.format, &spec, args.out.as_deref())?;
+    output::render_shaded(
+        &mut out,
+        &res,
+        args.format,
+        &spec,
+        args.out.as_deref(),
+        &shade,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -153,4 +213,30 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shade_range_starts_before_the_first_episode() {
+        let h = 3_600_000;
+        let ep = |start: i64| Episode {
+            labels: tsq::storage::Labels::new([("job", "a")]),
+            start,
+            end: start + h,
+            ongoing: false,
+            truncated_start: false,
+            measures: vec![],
+        };
+        // Episodes from 10 h before t: the range starts 11 h before t.
+        assert_eq!(
+            shade_range(&[ep(-6 * h), ep(-10 * h)], 0),
+            (-11 * h, 0, 11 * h / 250)
+        );
+        // None, or only recent ones: the last hour and a tenth.
+        assert_eq!(shade_range(&[], 0).0, -h - h / 10);
+        assert_eq!(shade_range(&[ep(-h / 2)], 0).0, -h - h / 10);
+    }
 }

@@ -215,6 +215,141 @@ fn ingest_then_query_in_every_format() {
     );
 }
 
+/// A gauge `lat` every minute for an hour from `EP_BASE` (minute-aligned): `job="a"` is 5 at
+/// minutes 20..=29, `job="b"` from minute 50 to the end, `job="c"` at minutes 0..=10; 1
+/// otherwise.
+const EP_BASE: i64 = 1_699_999_980;
+
+fn episodes_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let file = dir.path().join("lat.om");
+    let mut text = String::from("# TYPE lat gauge\n");
+    for (job, high) in [("a", 20..=29), ("b", 50..=60), ("c", 0..=10)] {
+        for k in 0..=60 {
+            let v = if high.contains(&k) { 5 } else { 1 };
+            text.push_str(&format!("lat{{job=\"{job}\"}} {v} {}\n", EP_BASE + k * 60));
+        }
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(&file, text).unwrap();
+    ok(tsq(&db, &["ingest", file.to_str().unwrap()]));
+    (dir, db)
+}
+
+#[test]
+fn episodes_as_prom_json_and_charts() {
+    let (dir, db) = episodes_db();
+    let end = (EP_BASE + 3600).to_string();
+    let q = "episodes((lat > 3)[1h:1m], 5m)";
+    let o = ok(tsq(
+        &db,
+        &["query", "--time", &end, "--format", "prom-json", q],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "episodes");
+    let r = v["data"]["result"].as_array().unwrap();
+    assert_eq!(r.len(), 3, "{v}");
+    let get = |job: &str| r.iter().find(|e| e["metric"]["job"] == job).unwrap();
+    // Minutes 20..=29: the end is the step after the last one that held.
+    let a = get("a");
+    assert_eq!(a["start"], serde_json::json!(EP_BASE + 20 * 60));
+    assert_eq!(a["end"], serde_json::json!(EP_BASE + 30 * 60));
+    assert_eq!(a["flags"], serde_json::json!([]));
+    assert_eq!(
+        a["measures"]["held_since"],
+        format!("{}", EP_BASE + 25 * 60)
+    );
+    // Still holding at the evaluation time.
+    let b = get("b");
+    assert_eq!(b["start"], serde_json::json!(EP_BASE + 50 * 60));
+    assert_eq!(b["end"], serde_json::json!(EP_BASE + 3600));
+    assert_eq!(b["flags"], serde_json::json!(["ongoing"]));
+    // Holding at the first step of the window (minute 1; minute 0 is outside (t-1h, t]).
+    let c = get("c");
+    assert_eq!(c["start"], serde_json::json!(EP_BASE + 60));
+    assert_eq!(c["end"], serde_json::json!(EP_BASE + 11 * 60));
+    assert_eq!(c["flags"], serde_json::json!(["truncated_start"]));
+
+    // The timeline: one row per job; b reaches the right edge, c starts truncated.
+    let svg = dir.path().join("e.svg");
+    let o = Command::new(env!("CARGO_BIN_EXE_tsq"))
+        .env("COLUMNS", "100")
+        .args(["--db", db.to_str().unwrap(), "query", "--time", &end])
+        .args(["--format", "chart", "--svg", svg.to_str().unwrap(), q])
+        .output()
+        .unwrap();
+    let o = ok(o);
+    let out = stdout(&o);
+    let row = |job: &str| -> Vec<char> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{{job=\"{job}\"}}")))
+            .unwrap_or_else(|| panic!("no row for {job}: {out}"));
+        line.split_once('│').unwrap().1.chars().collect()
+    };
+    let (ra, rb, rc) = (row("a"), row("b"), row("c"));
+    let w = ra.len();
+    // The axis runs from c's start (minute 1) to b's end (minute 60): 59 minutes.
+    let col = |m: f64| ((m - 1.0) / 59.0 * (w - 1) as f64).round() as usize;
+    assert_eq!(rc[0], '◀', "{out}");
+    assert_eq!(rb[w - 1], '▶', "{out}");
+    assert_eq!(ra[col(20.0)], '█', "{out}");
+    assert_eq!(ra[col(20.0) - 1], ' ', "{out}");
+    assert_eq!(ra[col(31.0)], ' ', "{out}");
+    assert_eq!(rb[col(49.0)], ' ', "{out}");
+    assert_eq!(rb[col(50.0)], '█', "{out}");
+    assert!(out.contains("3 episodes in 3 series"), "{out}");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert_eq!(svg.matches(r#"class="episode""#).count(), 3, "{svg}");
+
+    // Shaded over the series: the episodes of a and b at the end of the range.
+    let svg = dir.path().join("s.svg");
+    let o = ok(tsq(
+        &db,
+        &[
+            "query",
+            "--start",
+            &EP_BASE.to_string(),
+            "--end",
+            &end,
+            "--step",
+            "1m",
+            "--format",
+            "chart",
+            "--shade",
+            "episodes((lat{job!=\"c\"} > 3)[1h:1m], 5m)",
+            "--svg",
+            svg.to_str().unwrap(),
+            "lat",
+        ],
+    ));
+    let out = stdout(&o);
+    assert!(out.contains("episodes1: {job=\"a\"} (1 episode)"), "{out}");
+    assert!(out.contains("episodes2: {job=\"b\"} (1 episode)"), "{out}");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert_eq!(svg.matches(r#"class="episode""#).count(), 2, "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+
+    // --shade needs episodes, and a chart.
+    let o = tsq(
+        &db,
+        &[
+            "query", "--time", &end, "--format", "chart", "--shade", "lat", "lat",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--shade needs a query that returns episodes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tsq(&db, &["query", "--time", &end, "--shade", q, "lat"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--format chart"), "{}", stderr(&o));
+}
+
 #[test]
 fn query_errors_point_at_the_column() {
     let (_dir, db) = small_db();
