@@ -127,6 +127,97 @@ pub enum BenchCommand {
     /// Ingestion through the embedded API, WAL on: samples/s, bytes/sample, peak memory.
     #[command(after_help = "Example:\n  tsq bench ingest --dataset workload --days 8")]
     Ingest(BenchIngestArgs),
+    /// Head memory per active series: RSS growth while creating series, minus their samples.
+    #[command(after_help = "Example:\n  tsq bench head --series 1000000 --samples 1")]
+    Head(BenchHeadArgs),
+}
+
+/// Arguments of `tsq bench head`.
+#[derive(Args, Debug)]
+pub struct BenchHeadArgs {
+    /// Number of series to create.
+    #[arg(long, default_value_t = 1_000_000)]
+    series: usize,
+    /// Samples appended to each series (one 15 s scrape apart).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+}
+
+/// Current resident memory of this process (Linux `VmRSS`), in KiB.
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `tsq bench head`: series shaped like a scrape target's (name, job, instance, a few
+/// more labels; 100 metric names per instance), created through the appender with the WAL on.
+fn bench_head(args: BenchHeadArgs) -> Result<ExitCode> {
+    let tmp = tempfile::tempdir()?;
+    let db = Db::builder()
+        .sync(SyncPolicy::Never)
+        .flush_samples(u64::MAX)
+        .open(tmp.path())?;
+    let labels_of = |i: usize| {
+        let host = i / 100;
+        tsq::storage::Labels::new([
+            ("__name__", format!("node_metric_{}_total", i % 100)),
+            ("job", "node".to_string()),
+            ("instance", format!("host-{host}.example.net:9100")),
+            ("region", format!("region-{}", host % 7)),
+            ("rack", format!("rack-{}", host % 97)),
+            ("cpu", format!("{}", i % 8)),
+        ])
+    };
+    let before = rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let mut app = db.appender();
+    let mut label_bytes = 0usize;
+    for i in 0..args.series {
+        let l = labels_of(i);
+        label_bytes += l
+            .iter()
+            .map(|p| p.name.len() + p.value.len())
+            .sum::<usize>();
+        let r = app.series_ref(&l)?;
+        for k in 0..args.samples {
+            app.add(r, k as i64 * 15_000, (i + k) as f64);
+        }
+        if app.len() >= 250_000 {
+            app.commit()?;
+        }
+    }
+    app.commit()?;
+    let secs = started.elapsed().as_secs_f64();
+    let after = rss_kib().unwrap_or(0);
+    let grown = after.saturating_sub(before) as f64 * 1024.0;
+    let per_series = grown / args.series as f64;
+    // An open head chunk keeps raw samples: 8 bytes of timestamp and 8 of value each.
+    let sample_bytes = 16.0 * args.samples as f64;
+    println!(
+        "series        {} created with {} sample(s) each in {:.2} s",
+        args.series, args.samples, secs
+    );
+    println!(
+        "RSS           {:.1} MiB -> {:.1} MiB ({:.1} MiB grown)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        grown / 1048576.0
+    );
+    println!(
+        "per series    {:.0} bytes, of which {:.0} raw samples: {:.0} bytes beyond its samples \
+         (label text averages {:.0} bytes; goal < 1024)",
+        per_series,
+        sample_bytes,
+        per_series - sample_bytes,
+        label_bytes as f64 / args.series as f64
+    );
+    drop(db);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `tsq bench ingest`.
@@ -198,7 +289,10 @@ pub fn load_dataset(db: &Db, ds: &Dataset, batch: usize) -> Result<(u64, f64)> {
 }
 
 pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
-    let BenchCommand::Ingest(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Ingest(a) => a,
+        BenchCommand::Head(a) => return bench_head(a),
+    };
     let ds = args.dataset.build()?;
     let tmp;
     let dir = match &args.into {
