@@ -225,6 +225,44 @@ impl Db {
         Db::builder().read_only(true).open(path)
     }
 
+    /// Rebuilds a lost or damaged manifest from the blocks on disk (see [`crate::repair`]);
+    /// takes the writer lock, so it fails with [`Error::Locked`] while a writer runs. With
+    /// `force`, a readable manifest is rebuilt too.
+    pub fn repair(path: impl AsRef<Path>, force: bool) -> Result<crate::repair::RepairReport> {
+        Db::repair_with(Arc::new(OsVfs), path.as_ref(), force)
+    }
+
+    /// [`Db::repair`] through another file system (tests use [`crate::MemVfs`]).
+    pub fn repair_with(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        force: bool,
+    ) -> Result<crate::repair::RepairReport> {
+        if !vfs.exists(dir) {
+            return Err(Error::InvalidArgument(format!(
+                "no database at {}",
+                dir.display()
+            )));
+        }
+        let _lock = Db::writer_lock(&*vfs, dir)?;
+        crate::repair::repair_manifest(&*vfs, dir, force)
+    }
+
+    /// Takes the single-writer lock of the database at `dir`.
+    fn writer_lock(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn Send + Sync>> {
+        let lock_path = dir.join("LOCK");
+        vfs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: dir.to_path_buf(),
+                    holder: e.to_string(),
+                }
+            } else {
+                Error::io("lock", &lock_path, e)
+            }
+        })
+    }
+
     /// A builder for non-default options.
     pub fn builder() -> Builder {
         Builder::default()
@@ -255,17 +293,7 @@ impl Db {
             vfs.create_dir_all(&blocks_dir)
                 .map_err(|e| Error::io("create", &blocks_dir, e))?;
             vfs.sync_dir(dir).map_err(|e| Error::io("sync", dir, e))?;
-            let lock_path = dir.join("LOCK");
-            Some(vfs.lock(&lock_path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    Error::Locked {
-                        path: dir.to_path_buf(),
-                        holder: e.to_string(),
-                    }
-                } else {
-                    Error::io("lock", &lock_path, e)
-                }
-            })?)
+            Some(Db::writer_lock(&*vfs, dir)?)
         };
         // A read-only opener races with a writer that may flush (new blocks, WAL
         // truncated) meanwhile: retry until the manifest is the same before and after.

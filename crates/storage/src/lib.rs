@@ -26,6 +26,7 @@ mod head;
 pub mod index;
 pub mod labels;
 pub mod manifest;
+pub mod repair;
 pub mod vfs;
 pub mod wal;
 

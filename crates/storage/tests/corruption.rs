@@ -222,3 +222,72 @@ fn placeholders_for_lost_declarations_survive_flush_and_reopen() {
     // The damaged segment went away with the flush: nothing left to report.
     assert_eq!(db.check(), Vec::<String>::new());
 }
+
+/// The repair path of docs/format/manifest.md: a damaged manifest is rebuilt from the blocks,
+/// which are all intact; the old one is kept aside; what the WAL holds replays as usual.
+#[test]
+fn repair_rebuilds_a_damaged_manifest_from_the_blocks() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    write_batches(&db, &["a", "b"], 3);
+    db.flush().unwrap();
+    write_batches(&db, &["c"], 1); // stays in the WAL
+    drop(db);
+    vfs.flip_bit(Path::new("/db/MANIFEST"), 3 * 8).unwrap();
+    assert!(open(&vfs).is_err());
+    let report = Db::repair_with(Arc::new(vfs.clone()), Path::new("/db"), false).unwrap();
+    assert!(!report.already_intact);
+    assert_eq!(report.kept.len(), 1);
+    assert_eq!(report.kept[0].2, 60, "{report:?}");
+    assert!(report.moved.is_empty());
+    assert!(vfs.exists(Path::new("/db/MANIFEST.damaged")));
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "a").unwrap(), 30);
+    assert_eq!(count(&db, "b").unwrap(), 30);
+    assert_eq!(count(&db, "c").unwrap(), 10);
+    assert_eq!(db.check(), Vec::<String>::new());
+    drop(db);
+    // Repairing an intact database changes nothing.
+    let before = vfs.read(Path::new("/db/MANIFEST")).unwrap();
+    let report = Db::repair_with(Arc::new(vfs.clone()), Path::new("/db"), false).unwrap();
+    assert!(report.already_intact);
+    assert_eq!(vfs.read(Path::new("/db/MANIFEST")).unwrap(), before);
+}
+
+/// A lost manifest and a damaged block: the block is moved to `damaged/` (not deleted), the
+/// other blocks come back, and the repaired database checks clean.
+#[test]
+fn repair_moves_damaged_blocks_aside_and_keeps_the_rest() {
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    // Two 2-hour block ranges: samples at 0.. and at 3h...
+    for (name, base) in [("early", 0i64), ("late", 3 * 3_600_000)] {
+        let mut app = db.appender();
+        let r = app.series_ref(&Labels::new([("__name__", name)])).unwrap();
+        for k in 0..50 {
+            app.add(r, base + k * 1000, k as f64);
+        }
+        app.commit().unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    let mut blocks = files(&vfs, "/db/blocks");
+    blocks.sort();
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+    vfs.remove_file(Path::new("/db/MANIFEST")).unwrap();
+    // Damage the later block's chunk data (just after its 16-byte header).
+    vfs.flip_bit(&blocks[1], 20 * 8).unwrap();
+    let report = Db::repair_with(Arc::new(vfs.clone()), Path::new("/db"), false).unwrap();
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert_eq!(report.moved.len(), 1, "{report:?}");
+    assert_eq!(report.old_manifest, None);
+    let moved = Path::new("/db/damaged").join(blocks[1].file_name().unwrap());
+    assert!(
+        vfs.exists(&moved),
+        "the damaged block is kept for inspection"
+    );
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "early").unwrap(), 50);
+    assert_eq!(count(&db, "late").unwrap(), 0);
+    assert_eq!(db.check(), Vec::<String>::new());
+}
