@@ -520,20 +520,26 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 }
 
 fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
-    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
-        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    // Four Kahan-Neumaier sums (x, y, xy, x^2) advanced together, written without branches
+    // so that the compiler can keep them in vector registers; the same operations as
+    // `kahan_inc` on each, in the same order, so the result is bit-identical.
+    let mut s = [0.0f64; 4];
+    let mut c = [0.0f64; 4];
     let init_y = vs[0];
-    let mut const_y = true;
-    for (i, (&t, &v)) in ts.iter().zip(vs).enumerate() {
-        if const_y && i > 0 && v != init_y {
-            const_y = false;
-        }
-        n += 1.0;
+    // Prometheus compares every later value with the first (so a NaN first value makes any
+    // longer window non-constant).
+    let const_y = vs[1..].iter().all(|&v| v == init_y);
+    for (&t, &v) in ts.iter().zip(vs) {
         let x = (t - intercept_t) as f64 / 1e3;
-        (sx, cx) = kahan_inc(x, sx, cx);
-        (sy, cy) = kahan_inc(v, sy, cy);
-        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
-        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+        let inc = [x, v, x * v, x * x];
+        for k in 0..4 {
+            let sum = s[k] + inc[k];
+            let big = s[k].abs() >= inc[k].abs();
+            let (a, b) = if big { (s[k], inc[k]) } else { (inc[k], s[k]) };
+            let nc = c[k] + ((a - sum) + b);
+            c[k] = if sum.is_infinite() { 0.0 } else { nc };
+            s[k] = sum;
+        }
     }
     if const_y {
         if init_y.is_infinite() {
@@ -541,10 +547,8 @@ fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
         }
         return (0.0, init_y);
     }
-    sx += cx;
-    sy += cy;
-    sxy += cxy;
-    sx2 += cx2;
+    let n = ts.len() as f64;
+    let [sx, sy, sxy, sx2] = [s[0] + c[0], s[1] + c[1], s[2] + c[2], s[3] + c[3]];
     let cov = sxy - sx * sy / n;
     let var = sx2 - sx * sx / n;
     let slope = cov / var;
