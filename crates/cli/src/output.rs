@@ -380,6 +380,16 @@ fn rows(v: &Value) -> Vec<(String, i64, f64)> {
     }
 }
 
+/// Width of a column holding `names` under the heading `SERIES`.
+fn column_width(names: &[String]) -> usize {
+    names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6)
+}
+
 fn table(out: &mut impl Write, res: &QueryResult) -> Result<()> {
     match &res.value {
         Value::String { s, .. } => writeln!(out, "{s}")?,
@@ -390,12 +400,7 @@ fn table(out: &mut impl Write, res: &QueryResult) -> Result<()> {
                 return Ok(());
             }
             let names: Vec<String> = v.iter().map(|s| s.labels.to_string()).collect();
-            let w = names
-                .iter()
-                .map(|n| n.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(6);
+            let w = column_width(&names);
             writeln!(out, "{:<w$}  VALUE", "SERIES")?;
             for (n, s) in names.iter().zip(v) {
                 writeln!(out, "{n:<w$}  {}", prom_float(s.v))?;
@@ -419,12 +424,7 @@ fn table(out: &mut impl Write, res: &QueryResult) -> Result<()> {
                 return Ok(());
             }
             let names: Vec<String> = eps.iter().map(|e| e.labels.to_string()).collect();
-            let w = names
-                .iter()
-                .map(|n| n.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(6);
+            let w = column_width(&names);
             writeln!(
                 out,
                 "{:<w$}  {:<24}  {:<24}  {:>9}  FLAGS / MEASURES",

@@ -126,35 +126,12 @@ fn node_id(e: &Expr) -> usize {
 /// Finds the function calls, aggregations and binary operations that occur more than once
 /// in `root` (the same text), e.g. an error ratio used by two pattern symbols.
 fn repeated_subexpressions(root: &Expr) -> HashMap<usize, String> {
-    fn walk<'e>(e: &'e Expr, seen: &mut Vec<(&'e Expr, String)>) {
-        match e {
-            Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_) => {
-                seen.push((e, e.to_string()));
-            }
-            _ => {}
+    let mut seen: Vec<(&Expr, String)> = Vec::new();
+    root.visit(&mut |e| {
+        if matches!(e, Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_)) {
+            seen.push((e, e.to_string()));
         }
-        match e {
-            Expr::Paren(x) | Expr::Unary(_, x) => walk(x, seen),
-            Expr::MatrixSelector(_) | Expr::VectorSelector(_) => {}
-            Expr::Subquery(s) => walk(&s.expr, seen),
-            Expr::Binary(b) => {
-                walk(&b.lhs, seen);
-                walk(&b.rhs, seen);
-            }
-            Expr::Aggregate(a) => {
-                if let Some(p) = &a.param {
-                    walk(p, seen);
-                }
-                walk(&a.expr, seen);
-            }
-            Expr::Call(c) => c.args.iter().for_each(|a| walk(a, seen)),
-            Expr::Pattern(p) => p.symbols.iter().for_each(|(_, x)| walk(x, seen)),
-            Expr::Sequence(s) => s.steps.iter().for_each(|(x, _)| walk(x, seen)),
-            Expr::Number(_) | Expr::String(_) => {}
-        }
-    }
-    let mut seen = Vec::new();
-    walk(root, &mut seen);
+    });
     let mut count: HashMap<&str, usize> = HashMap::new();
     for (_, k) in &seen {
         *count.entry(k.as_str()).or_default() += 1;

@@ -897,7 +897,7 @@ fn label_name_ok(ev: &Evaluator, name: &str) -> bool {
 }
 
 /// The i-th argument of a call, or an error (hand-built trees may be malformed).
-fn arg_at(c: &Call, i: usize) -> Result<&Expr> {
+pub(crate) fn arg_at(c: &Call, i: usize) -> Result<&Expr> {
     c.args.get(i).ok_or_else(|| {
         Error::Eval(format!(
             "wrong number of arguments for function {:?}: argument {} missing",

@@ -895,7 +895,7 @@ const AT_UNSAFE: &[&str] = &[
 
 fn has_pattern(e: &Expr) -> bool {
     let mut found = false;
-    walk(e, &mut |x| {
+    e.visit(&mut |x| {
         if matches!(x, Expr::Pattern(_) | Expr::Sequence(_)) {
             found = true;
         }
@@ -905,7 +905,7 @@ fn has_pattern(e: &Expr) -> bool {
 
 fn uses_at_unsafe(e: &Expr) -> bool {
     let mut found = false;
-    walk(e, &mut |x| {
+    e.visit(&mut |x| {
         if let Expr::Call(c) = x {
             if AT_UNSAFE.contains(&c.func.as_str()) {
                 found = true;
@@ -913,28 +913,6 @@ fn uses_at_unsafe(e: &Expr) -> bool {
         }
     });
     found
-}
-
-fn walk(e: &Expr, f: &mut dyn FnMut(&Expr)) {
-    f(e);
-    match e {
-        Expr::Paren(x) | Expr::Unary(_, x) => walk(x, f),
-        Expr::Subquery(s) => walk(&s.expr, f),
-        Expr::Binary(b) => {
-            walk(&b.lhs, f);
-            walk(&b.rhs, f);
-        }
-        Expr::Aggregate(a) => {
-            if let Some(p) = &a.param {
-                walk(p, f);
-            }
-            walk(&a.expr, f);
-        }
-        Expr::Call(c) => c.args.iter().for_each(|a| walk(a, f)),
-        Expr::Pattern(p) => p.symbols.iter().for_each(|(_, x)| walk(x, f)),
-        Expr::Sequence(s) => s.steps.iter().for_each(|(x, _)| walk(x, f)),
-        _ => {}
-    }
 }
 
 /// Sets `@ t` on every selector and subquery that has none, not descending below a node that

@@ -114,6 +114,33 @@ pub fn parse_matchers(s: &str) -> Result<Vec<Matcher>, ParseError> {
 }
 
 impl Expr {
+    /// Calls `f` on this node and then on every node below it, depth first, left to right
+    /// (arguments, operands, pattern symbols and sequence steps; not duration expressions).
+    pub fn visit<'e>(&'e self, f: &mut dyn FnMut(&'e Expr)) {
+        f(self);
+        match self {
+            Expr::Paren(x) | Expr::Unary(_, x) => x.visit(f),
+            Expr::Subquery(s) => s.expr.visit(f),
+            Expr::Binary(b) => {
+                b.lhs.visit(f);
+                b.rhs.visit(f);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    p.visit(f);
+                }
+                a.expr.visit(f);
+            }
+            Expr::Call(c) => c.args.iter().for_each(|a| a.visit(f)),
+            Expr::Pattern(p) => p.symbols.iter().for_each(|(_, x)| x.visit(f)),
+            Expr::Sequence(s) => s.steps.iter().for_each(|(x, _)| x.visit(f)),
+            Expr::Number(_)
+            | Expr::String(_)
+            | Expr::VectorSelector(_)
+            | Expr::MatrixSelector(_) => {}
+        }
+    }
+
     /// The type this expression evaluates to (the parser has already checked that it is
     /// well-typed).
     pub fn value_type(&self) -> ValueType {

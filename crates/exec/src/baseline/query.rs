@@ -582,15 +582,7 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Option<Val
     Ok(Some(v))
 }
 
-fn arg(c: &Call, i: usize) -> Result<&Expr> {
-    c.args.get(i).ok_or_else(|| {
-        Error::Eval(format!(
-            "wrong number of arguments for function {:?}: argument {} missing",
-            c.func,
-            i + 1
-        ))
-    })
-}
+use crate::funcs::arg_at as arg;
 
 fn err_msg(e: String) -> Error {
     Error::Eval(e)

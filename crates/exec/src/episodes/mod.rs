@@ -116,14 +116,19 @@ fn sort(v: &mut [Episode]) {
     });
 }
 
-fn arg(c: &Call, i: usize) -> Result<&Expr> {
-    c.args.get(i).ok_or_else(|| {
-        Error::Eval(format!(
-            "wrong number of arguments for function {:?}: argument {} missing",
-            c.func,
-            i + 1
-        ))
-    })
+use crate::funcs::arg_at as arg;
+
+/// Output series by labels, as an instant-vector value.
+fn to_vector(out: BTreeMap<Labels, Vec<(i64, f64)>>) -> Val {
+    Val::Vector(
+        out.into_iter()
+            .map(|(labels, pts)| SeriesV {
+                labels,
+                drop_name: false,
+                pts,
+            })
+            .collect(),
+    )
 }
 
 /// A scalar argument read as a duration in seconds, returned in ms.
@@ -463,15 +468,7 @@ fn alert_state(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
             out.entry(labels).or_default().push((r.ts(i), 1.0));
         }
     }
-    Ok(Val::Vector(
-        out.into_iter()
-            .map(|(labels, pts)| SeriesV {
-                labels,
-                drop_name: false,
-                pts,
-            })
-            .collect(),
-    ))
+    Ok(to_vector(out))
 }
 
 // ------------------------------------------------------------------ summaries
@@ -525,15 +522,7 @@ fn summary(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
             out.entry(labels).or_default().push((t, v));
         }
     }
-    Ok(Val::Vector(
-        out.into_iter()
-            .map(|(labels, pts)| SeriesV {
-                labels,
-                drop_name: false,
-                pts,
-            })
-            .collect(),
-    ))
+    Ok(to_vector(out))
 }
 
 // ------------------------------------------------------------------ followed_by, set operations
