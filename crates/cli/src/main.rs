@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backtest;
 mod chart;
 mod demo;
 mod gen;
@@ -81,6 +82,11 @@ enum Command {
     /// Benchmarks: `tsq bench ingest` measures ingestion through the embedded API.
     #[command(subcommand)]
     Bench(gen::BenchCommand),
+    /// Replay Prometheus alerting/recording rules over history; score them against incidents.
+    #[command(
+        after_help = "Examples:\n  tsq backtest --rules rules.yml --from 2026-01-02T00:00:00Z --to 2026-01-09T00:00:00Z\n  tsq backtest --rules rules.yml --from now-7d --to now --incidents truth.json --incident-kinds error_burst\n  tsq backtest diff old.yml new.yml --from now-7d --to now --format md"
+    )]
+    Backtest(Box<backtest::BacktestArgs>),
     /// Run query test scripts (Prometheus load/eval format).
     #[command(after_help = "Example:\n  tsq test tests/data/queries/*.test")]
     Test(query::TestArgs),
@@ -110,6 +116,7 @@ fn main() -> ExitCode {
         Command::Gen(a) => gen::gen(a),
         Command::Bench(b) => gen::bench(b),
         Command::Test(a) => query::test(a),
+        Command::Backtest(a) => backtest::run(&cli.db, *a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "tsq", &mut std::io::stdout());

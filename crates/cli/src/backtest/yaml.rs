@@ -231,17 +231,24 @@ pub fn value_to_source(src: &Source, node: &Node, value: &str, target: usize) ->
     let end = node.end.min(chars.len());
     let mut j = node.start.min(end);
     if let Kind::Scalar(_, ScalarStyle::Literal | ScalarStyle::Folded) = node.kind {
-        // Skip the header (`|`, `>-`, `|2` and any comment) up to its line break.
-        while j < end && chars[j] != '\n' {
-            j += 1;
+        // The span may start at the header (`|`, `>-`, `|2` and any comment): skip it up to
+        // its line break. When it starts at the content, only spaces precede it on its line.
+        let mut b = j;
+        while b > 0 && chars[b - 1] == ' ' {
+            b -= 1;
         }
-        j = (j + 1).min(end);
+        let at_content = b == 0 || chars[b - 1] == '\n';
+        if !at_content {
+            while j < end && chars[j] != '\n' {
+                j += 1;
+            }
+            j = (j + 1).min(end);
+        }
         // The content starts after the block's indentation.
         while j < end && chars[j] == ' ' {
             j += 1;
         }
-    } else if let Kind::Scalar(_, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) =
-        node.kind
+    } else if let Kind::Scalar(_, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) = node.kind
     {
         j = (j + 1).min(end);
     }
@@ -326,7 +333,7 @@ mod tests {
         );
         assert_eq!(
             locate("expr: \"a + \\\"foo\"\n", "expr", "foo"),
-            Pos { line: 1, col: 15 }
+            Pos { line: 1, col: 14 }
         );
         // Literal block: line 3, after the 4-space indentation and `  `.
         let text = "expr: |\n    sum(x)\n      > bad\n";
