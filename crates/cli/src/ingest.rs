@@ -4,15 +4,19 @@
 //! errors is written (so a bad line leaves the database exactly as it was). The second pass
 //! writes in batches, each one WAL record synced before the next.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tsq::formats::{self, Event, Format, ParseFailure, ParseOptions, Precision};
 use tsq::storage::{Db, MetricMeta, SeriesRef};
 
@@ -64,6 +68,97 @@ pub struct IngestArgs {
     /// Samples per committed (and synced) batch.
     #[arg(long, default_value_t = 250_000)]
     batch: usize,
+    /// Draw no progress bar (one is drawn on standard error only when it is a terminal).
+    #[arg(long, visible_alias = "quiet")]
+    no_progress: bool,
+}
+
+/// The progress bar of one pass over one file: bytes read of the total, samples/s.
+///
+/// Updated from the read loop, once per window read and at most every
+/// [`Progress::INTERVAL`]: counting a sample is one increment of a `Cell`, and each update
+/// publishes the count and moves the bar (one redraw).
+struct Progress {
+    bar: Option<ProgressBar>,
+    samples: Cell<u64>,
+    /// The count as of the last update, read by the bar's `{rate}` when it draws.
+    shown: Arc<AtomicU64>,
+    last: Cell<Instant>,
+}
+
+impl Progress {
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    /// A bar on stderr when it is a terminal and `--no-progress` was not given.
+    fn new(args: &IngestArgs, what: &str, name: &str, total: u64) -> Progress {
+        let shown = Arc::new(AtomicU64::new(0));
+        let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+            let count = Arc::clone(&shown);
+            let rate = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let secs = state.elapsed().as_secs_f64().max(1e-9);
+                let n = count.load(Ordering::Relaxed) as f64;
+                let _ = write!(w, "{:.2} M samples/s", n / secs / 1e6);
+            };
+            let style =
+                ProgressStyle::with_template("{prefix} [{wide_bar}] {bytes}/{total_bytes} {rate}")
+                    .expect("a valid template")
+                    .with_key("rate", rate)
+                    .progress_chars("=> ");
+            // The file name only, and not too much of it: the line must fit 80 columns.
+            let short = Path::new(name)
+                .file_name()
+                .map_or(name.into(), |f| f.to_string_lossy());
+            let short: String = short.chars().take(24).collect();
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10))
+                .with_style(style)
+                .with_prefix(format!("{what} {short}"))
+        });
+        Progress {
+            bar,
+            samples: Cell::new(0),
+            shown,
+            last: Cell::new(Instant::now()),
+        }
+    }
+
+    /// No bar (the count is kept all the same).
+    #[cfg(test)]
+    fn hidden() -> Progress {
+        Progress {
+            bar: None,
+            samples: Cell::new(0),
+            shown: Arc::new(AtomicU64::new(0)),
+            last: Cell::new(Instant::now()),
+        }
+    }
+
+    fn sample(&self) {
+        self.samples.set(self.samples.get() + 1);
+    }
+
+    /// `bytes` of the source have been read.
+    fn update(&self, bytes: u64) {
+        let Some(bar) = &self.bar else { return };
+        let now = Instant::now();
+        if now.duration_since(self.last.get()) < Self::INTERVAL {
+            return;
+        }
+        self.last.set(now);
+        self.shown.store(self.samples.get(), Ordering::Relaxed);
+        bar.set_position(bytes);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
@@ -140,6 +235,14 @@ impl Source {
         }
     }
 
+    /// The size in bytes (0 when unknown).
+    fn len(&self) -> u64 {
+        match self {
+            Source::Memory(b) => b.len() as u64,
+            Source::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+        }
+    }
+
     /// The first bytes, for format detection.
     fn head(&self) -> Result<Vec<u8>> {
         match self {
@@ -162,9 +265,12 @@ impl Source {
     }
 
     /// Parses the whole source in 4 MiB windows: memory stays bounded whatever the size.
+    /// Standard input, already in memory, is fed in windows of the same size so that the
+    /// progress bar moves.
     fn parse<E>(
         &self,
         opts: &ParseOptions,
+        progress: &Progress,
         mut f: impl FnMut(Event<'_>) -> Result<(), E>,
     ) -> Result<formats::ParseSummary, ParseFailure<E>>
     where
@@ -172,12 +278,28 @@ impl Source {
     {
         let mut parser = formats::Parser::new(opts);
         match self {
-            Source::Memory(b) => parser.finish(b, f),
+            Source::Memory(b) => {
+                let (mut pos, mut window) = (0, CHUNK);
+                loop {
+                    let end = (pos + window).min(b.len());
+                    if end == b.len() {
+                        return parser.finish(&b[pos..], f);
+                    }
+                    let used = parser.feed(&b[pos..end], &mut f)?;
+                    if used == 0 {
+                        // A line longer than the window.
+                        window *= 2;
+                    }
+                    pos += used;
+                    progress.update(pos as u64);
+                }
+            }
             Source::File(p) => {
                 let mut file =
                     std::fs::File::open(p).map_err(|e| ParseFailure::Callback(e.into()))?;
                 let mut buf = vec![0u8; CHUNK];
                 let mut filled = 0;
+                let mut read = 0u64;
                 loop {
                     if filled == buf.len() {
                         // A line longer than the window: grow (the parser bounds line length).
@@ -190,6 +312,8 @@ impl Source {
                         return parser.finish(&buf[..filled], f);
                     }
                     filled += n;
+                    read += n as u64;
+                    progress.update(read);
                     let used = parser.feed(&buf[..filled], &mut f)?;
                     buf.copy_within(used..filled, 0);
                     filled -= used;
@@ -222,7 +346,15 @@ pub fn check_file(file: &Path, args: &IngestArgs) -> Result<Checked> {
     opts.precision = Precision::parse(&args.precision).expect("validated by clap");
     opts.skip_invalid = args.skip_invalid;
     let started = Instant::now();
-    let summary = match source.parse(&opts, |_| Ok::<(), CheckIo>(())) {
+    let progress = Progress::new(args, "checking", &name, source.len());
+    let parsed = source.parse(&opts, &progress, |ev| {
+        if let Event::Sample(_) = ev {
+            progress.sample();
+        }
+        Ok::<(), CheckIo>(())
+    });
+    progress.finish();
+    let summary = match parsed {
         Ok(s) => s,
         Err(ParseFailure::Syntax(e)) => bail!("{name}:{}:{}: {}", e.line, e.column, e.message),
         Err(ParseFailure::Callback(CheckIo(e))) => return Err(anyhow!("{name}: {e}")),
@@ -292,9 +424,11 @@ pub fn write_file(db: &Db, checked: Checked, args: &IngestArgs) -> Result<u64> {
         });
         let mut batch = Batch::default();
         let known_meta = db.metadata();
-        let res = source.parse(&opts, |ev| -> Result<()> {
+        let progress = Progress::new(args, "writing", &name, source.len());
+        let res = source.parse(&opts, &progress, |ev| -> Result<()> {
             match ev {
                 Event::Sample(rec) => {
+                    progress.sample();
                     let r = match refs.get(rec.series_key) {
                         Some(r) => *r,
                         None => {
@@ -331,6 +465,7 @@ pub fn write_file(db: &Db, checked: Checked, args: &IngestArgs) -> Result<u64> {
         }
         drop(tx);
         let committed = committer.join().expect("the committer does not panic");
+        progress.finish();
         match res {
             Ok(_) => committed,
             Err(ParseFailure::Syntax(e)) => bail!("{name}:{}:{}: {}", e.line, e.column, e.message),
@@ -344,4 +479,56 @@ pub fn write_file(db: &Db, checked: Checked, args: &IngestArgs) -> Result<u64> {
         written as f64 / secs.max(1e-9) / 1e6
     );
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Standard input is fed in windows like a file: same samples, same error position,
+    /// lines longer than a window included.
+    #[test]
+    fn memory_source_parses_in_windows_like_a_file() {
+        let mut text = String::new();
+        let mut i = 0u64;
+        while text.len() < CHUNK * 2 + 12_345 {
+            text.push_str(&format!(
+                "m{{k=\"{}\"}} {i} {}\n",
+                i % 97,
+                1_700_000_000 + i
+            ));
+            i += 1;
+        }
+        // A long line (the parser's limit is 1 MiB), across a window boundary.
+        let long = "v".repeat(900 << 10);
+        text.push_str(&format!("m{{k=\"{long}\"}} 1 1700000000\n"));
+        let good = format!("{text}# EOF\n");
+        let bad = format!("{text}m{{ 1 2\n# EOF\n");
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ParseOptions::new(Format::OpenMetrics);
+        let run = |source: &Source| {
+            let progress = Progress::hidden();
+            let res = source.parse(&opts, &progress, |ev| {
+                if let Event::Sample(_) = ev {
+                    progress.sample();
+                }
+                Ok::<(), CheckIo>(())
+            });
+            let err = match res {
+                Ok(_) => None,
+                Err(ParseFailure::Syntax(e)) => Some((e.line, e.column)),
+                Err(ParseFailure::Callback(CheckIo(e))) => panic!("{e}"),
+            };
+            (progress.samples.get(), err)
+        };
+        for (body, fails) in [(good, false), (bad, true)] {
+            let path = dir.path().join("f.om");
+            std::fs::write(&path, &body).unwrap();
+            let from_file = run(&Source::File(path));
+            let from_memory = run(&Source::Memory(body.into_bytes()));
+            assert_eq!(from_file, from_memory);
+            assert!(from_file.0 >= i, "{from_file:?}");
+            assert_eq!(from_file.1.is_some(), fails, "{:?}", from_file.1);
+        }
+    }
 }
