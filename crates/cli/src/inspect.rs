@@ -367,7 +367,15 @@ pub fn dump(db_path: &Path, args: DumpArgs) -> Result<ExitCode> {
 }
 
 pub fn check(db_path: &Path) -> Result<ExitCode> {
-    let db = crate::open_ro(db_path)?;
+    let db = match crate::open_ro(db_path) {
+        Ok(db) => db,
+        Err(e) if format!("{e:#}").contains("MANIFEST") => {
+            return Err(e.context(
+                "the manifest is damaged or missing; `tsq repair` rebuilds it from the blocks",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let problems = db.check();
     let info = db.info();
     if problems.is_empty() {
@@ -384,6 +392,34 @@ pub fn check(db_path: &Path) -> Result<ExitCode> {
         println!("{} problems found", problems.len());
         Ok(ExitCode::FAILURE)
     }
+}
+
+pub fn repair(db_path: &Path, force: bool) -> Result<ExitCode> {
+    if !db_path.join("blocks").exists() && !db_path.join("MANIFEST").exists() {
+        anyhow::bail!("no database at {}", db_path.display());
+    }
+    let r = tsq::storage::Db::repair(db_path, force)?;
+    if r.already_intact {
+        println!("the manifest is intact and lists only existing blocks: nothing to repair (--force rebuilds it anyway)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let samples: u64 = r.kept.iter().map(|k| k.2).sum();
+    println!(
+        "manifest rebuilt: {} blocks listed ({samples} samples)",
+        r.kept.len()
+    );
+    for (name, problem) in &r.moved {
+        println!("damaged block moved to damaged/{name}: {problem}");
+    }
+    if let Some(p) = &r.old_manifest {
+        println!("previous manifest kept as {}", p.display());
+    }
+    println!("not recoverable from blocks: deletions (tombstones) not yet compacted away and metric metadata of the old manifest; the WAL replays at the next open");
+    Ok(if r.moved.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn compact(db_path: &Path) -> Result<ExitCode> {

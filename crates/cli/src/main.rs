@@ -64,6 +64,15 @@ enum Command {
     Dump(inspect::DumpArgs),
     /// Verify every checksum; exit code 1 if anything is damaged.
     Check,
+    /// Rebuild a lost or damaged MANIFEST from the blocks (damaged blocks are moved aside).
+    #[command(
+        after_help = "Example:\n  tsq --db ./tsq-data repair\n\nTombstones and metric metadata of a lost manifest cannot be recovered; the WAL replays as usual."
+    )]
+    Repair {
+        /// Rebuild even a readable manifest (its tombstones and metadata are then lost).
+        #[arg(long)]
+        force: bool,
+    },
     /// Flush the head to blocks and compact now.
     Compact,
     /// Delete series or time ranges (space reclaimed at compaction).
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
         Command::Analyze(a) => inspect::analyze(&cli.db, a),
         Command::Dump(a) => inspect::dump(&cli.db, a),
         Command::Check => inspect::check(&cli.db),
+        Command::Repair { force } => inspect::repair(&cli.db, force),
         Command::Compact => inspect::compact(&cli.db),
         Command::Delete(a) => inspect::delete(&cli.db, a),
         Command::Meta(a) => inspect::meta(&cli.db, a),

@@ -511,6 +511,41 @@ fn compact_delete_check_and_corruption() {
 }
 
 #[test]
+fn repair_rebuilds_a_damaged_manifest() {
+    let (_dir, db) = small_db();
+    ok(tsq(&db, &["compact"]));
+    let query = [
+        "query",
+        "--time",
+        "1700000030",
+        "--format",
+        "csv",
+        "http_requests_total",
+    ];
+    let before = stdout(&ok(tsq(&db, &query)));
+    // Nothing to do on an intact database.
+    let o = ok(tsq(&db, &["repair"]));
+    assert!(stdout(&o).contains("nothing to repair"), "{}", stdout(&o));
+    // A damaged manifest: the database refuses to open, check points at repair.
+    let m = db.join("MANIFEST");
+    let mut bytes = std::fs::read(&m).unwrap();
+    bytes[5] ^= 0x01;
+    std::fs::write(&m, bytes).unwrap();
+    let o = tsq(&db, &["check"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("tsq repair"), "{}", stderr(&o));
+    let o = ok(tsq(&db, &["repair"]));
+    assert!(
+        stdout(&o).contains("1 blocks listed (8 samples)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(db.join("MANIFEST.damaged").exists());
+    assert!(stdout(&ok(tsq(&db, &["check"]))).starts_with("ok:"));
+    assert_eq!(stdout(&ok(tsq(&db, &query))), before);
+}
+
+#[test]
 fn gen_is_deterministic_and_ingests() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.om");

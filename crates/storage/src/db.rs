@@ -381,7 +381,7 @@ impl Db {
                     return Err(Error::corrupted(
                         dir.join(crate::manifest::MANIFEST),
                         0,
-                        "missing, but blocks exist; the manifest must be rebuilt before the database can open (see docs/format/manifest.md)",
+                        "missing, but blocks exist; rebuild it with `tsq repair` (Db::repair) before the database can open",
                     ));
                 }
                 // A new database: write its (empty) manifest first, so that blocks can
