@@ -519,6 +519,28 @@ impl Block {
             Ok(s) => s,
             Err(e) => return vec![e.to_string()],
         };
+        // The one range under no checksum: the zero padding between the chunk data and the
+        // index. It must still be as written.
+        if let Ok(idx) = self.index() {
+            let data_end = self
+                .all_metas(idx)
+                .iter()
+                .map(|m| m.offset.saturating_add(u64::from(m.len)))
+                .max()
+                .unwrap_or(HEADER_LEN as u64);
+            let bytes = self.bytes();
+            let (from, to) = (data_end as usize, self.footer.index_off as usize);
+            if from <= to && to <= bytes.len() && bytes[from..to].iter().any(|&b| b != 0) {
+                problems.push(format!(
+                    "{}",
+                    Error::corrupted(
+                        &self.path,
+                        from as u64,
+                        "padding after the chunk data is not zero"
+                    )
+                ));
+            }
+        }
         let (mut ts, mut vals) = (Vec::new(), Vec::new());
         for s in series {
             for m in s.chunks {
@@ -546,6 +568,13 @@ fn parse_footer(path: &Path, bytes: &[u8]) -> Result<Footer> {
             path: path.to_path_buf(),
             version,
         });
+    }
+    if bytes[12..16] != [0; 4] {
+        return Err(Error::corrupted(
+            path,
+            12,
+            "reserved header bytes are not zero",
+        ));
     }
     let start = bytes.len() - FOOTER_LEN;
     let fb = &bytes[start..];

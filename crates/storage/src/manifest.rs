@@ -149,11 +149,19 @@ impl Manifest {
             .map(|i| i + 1)
             .ok_or_else(|| bad(1, "empty"))?;
         let (body, last) = text.split_at(body_end);
+        // Exactly `crc <8 lower-case hex digits>\n`: the line is outside the checksum, so no
+        // variation of it (extra whitespace, a damaged newline) may pass.
         let stored = last
-            .trim()
             .strip_prefix("crc ")
+            .and_then(|h| h.strip_suffix('\n'))
+            .filter(|h| h.len() == 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
             .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| bad(body.lines().count() + 1, "missing crc line (truncated?)"))?;
+            .ok_or_else(|| {
+                bad(
+                    body.lines().count() + 1,
+                    "missing or damaged crc line (truncated?)",
+                )
+            })?;
         let got = crc32fast::hash(body.as_bytes());
         if got != stored {
             return Err(Error::ChecksumMismatch {
