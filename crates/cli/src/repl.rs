@@ -389,7 +389,7 @@ impl<'a> ReplHelper<'a> {
             for f in tsq::parser::functions() {
                 add(f.name, "(");
             }
-            for op in AGGREGATIONS {
+            for op in &AggregateOp::ALL {
                 add(aggregate_op_str(*op), "");
             }
             for k in KEYWORDS {
@@ -405,24 +405,6 @@ impl<'a> ReplHelper<'a> {
     }
 }
 
-/// Every aggregation operator (spelled by the parser's printer, so the names cannot drift).
-const AGGREGATIONS: &[AggregateOp] = &[
-    AggregateOp::Sum,
-    AggregateOp::Min,
-    AggregateOp::Max,
-    AggregateOp::Avg,
-    AggregateOp::Group,
-    AggregateOp::Stddev,
-    AggregateOp::Stdvar,
-    AggregateOp::Count,
-    AggregateOp::CountValues,
-    AggregateOp::Bottomk,
-    AggregateOp::Topk,
-    AggregateOp::Quantile,
-    AggregateOp::Limitk,
-    AggregateOp::LimitRatio,
-    AggregateOp::OutliersMad,
-];
 
 fn complete_dot_command(before: &str) -> (usize, Vec<Pair>) {
     let lead = before.len() - before.trim_start().len();

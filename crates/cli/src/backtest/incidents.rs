@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tsq::storage::{Labels, MatchOp, Matcher};
+use tsq::storage::{Labels, Matcher};
 
 use super::replay::AlertHistory;
 use super::yaml::{self, Kind};
@@ -43,19 +43,7 @@ impl Incident {
 }
 
 fn matchers_of(sel: &str) -> Result<Vec<Matcher>> {
-    let ms = tsq::parser::parse_matchers(sel)
-        .map_err(|e| anyhow!("invalid selector {sel:?}: {}", e.message))?;
-    ms.into_iter()
-        .map(|m| {
-            let op = match m.op {
-                tsq::parser::MatchOp::Equal => MatchOp::Equal,
-                tsq::parser::MatchOp::NotEqual => MatchOp::NotEqual,
-                tsq::parser::MatchOp::Regex => MatchOp::Regex,
-                tsq::parser::MatchOp::NotRegex => MatchOp::NotRegex,
-            };
-            Matcher::new(op, m.name, m.value, true).map_err(|e| anyhow!("invalid regex: {e}"))
-        })
-        .collect()
+    crate::inspect::matchers(sel)
 }
 
 fn time(s: &str, what: &str) -> Result<i64> {
