@@ -405,7 +405,6 @@ impl<'a> ReplHelper<'a> {
     }
 }
 
-
 fn complete_dot_command(before: &str) -> (usize, Vec<Pair>) {
     let lead = before.len() - before.trim_start().len();
     let rest = &before[lead..];
