@@ -36,11 +36,23 @@ pub fn check(format: Format, data: &[u8]) {
         }
         Ok::<(), std::convert::Infallible>(())
     });
+    // One family per metric name (the writer refuses a second block for a name), its
+    // samples in input order; families in order of first appearance.
+    let mut names: Vec<&str> = Vec::new();
+    for (labels, _, _) in &samples {
+        let n = labels.metric_name().expect("a metric name");
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
     let mut w = OpenMetricsWriter::new(Vec::new());
-    for (labels, t, v) in &samples {
-        w.family(labels.metric_name().expect("a metric name"), None)
-            .expect("write");
-        w.sample(labels, *t, *v).expect("write");
+    let mut grouped = Vec::with_capacity(samples.len());
+    for name in &names {
+        w.family(name, None).expect("write");
+        for s in samples.iter().filter(|s| s.0.metric_name() == Some(name)) {
+            w.sample(&s.0, s.1, s.2).expect("write");
+            grouped.push(s);
+        }
     }
     let text = w.finish().expect("write");
     let mut back = Vec::new();
@@ -55,8 +67,8 @@ pub fn check(format: Format, data: &[u8]) {
         Ok::<(), std::convert::Infallible>(())
     })
     .expect("writer output parses");
-    assert_eq!(back.len(), samples.len());
-    for (a, b) in back.iter().zip(&samples) {
+    assert_eq!(back.len(), grouped.len());
+    for (a, b) in back.iter().zip(&grouped) {
         assert_eq!(a.0, b.0);
         assert_eq!(a.1, b.1);
         assert!(a.2.to_bits() == b.2.to_bits() || (a.2.is_nan() && b.2.is_nan()));
