@@ -3,33 +3,18 @@
 //! comment next to it (evaluations every minute, on the minute).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
+mod common;
+use common::{ok_as, stderr, stdout, tsq};
+
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-fn tsq(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsq"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run tsq")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
+/// The standard output of a run that must succeed.
 fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "tsq failed: {}\n{}",
-        text(&o.stderr),
-        text(&o.stdout)
-    );
-    text(&o.stdout)
+    stdout(&ok_as(o, "tsq"))
 }
 
 /// `00:MM` of 2026-01-01 as RFC 3339.
@@ -533,7 +518,7 @@ fn malformed_rule_files_report_file_line_column() {
             &["backtest", "--rules", &r, "--from", &at(0), "--to", &at(40)],
         );
         assert!(!o.status.success());
-        let err = text(&o.stderr);
+        let err = stderr(&o);
         assert!(
             err.contains(&format!("{r}{want}")),
             "want {want:?} in:\n{err}"

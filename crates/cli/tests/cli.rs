@@ -5,14 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn tsq(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsq"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run tsq")
-}
+mod common;
+use common::{ok_as, stderr, stdout, tsq};
 
 fn tsq_stdin(db: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsq"))
@@ -33,22 +27,8 @@ fn tsq_stdin(db: &Path, args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "tsq failed: {}\n{}",
-        stderr(&o),
-        stdout(&o)
-    );
-    o
+    ok_as(o, "tsq")
 }
 
 /// Every file of the database with its bytes (LOCK excluded: its content is the holder's pid).

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tsq::formats::{self, Event, ParseOptions};
@@ -21,24 +21,8 @@ use tsq::storage::{Db, Labels, MatchOp, Matcher};
 
 const BATCH: usize = 1_000;
 
-fn tsq(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsq"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run tsq")
-}
-
-fn ok(o: Output, what: &str) -> Output {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    o
-}
+mod common;
+use common::{ok_as as ok, tsq};
 
 struct Rng(u64);
 
