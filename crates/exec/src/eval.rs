@@ -99,6 +99,20 @@ impl RangeArg {
         let hi = s.ts.partition_point(|&x| x <= t);
         (lo, hi.max(lo))
     }
+
+    /// Moves `[lo, hi)` forward to the window ending at `t` of `s`, for evaluation times
+    /// that never decrease (cheaper than [`RangeArg::window`]'s searches).
+    #[inline]
+    pub fn advance_window(&self, s: &RawSeries, t: i64, lo: &mut usize, hi: &mut usize) {
+        let from = t - self.range_ms;
+        while *lo < s.ts.len() && (s.ts[*lo] < from || (self.left_open && s.ts[*lo] == from)) {
+            *lo += 1;
+        }
+        *hi = (*hi).max(*lo);
+        while *hi < s.ts.len() && s.ts[*hi] <= t {
+            *hi += 1;
+        }
+    }
 }
 
 pub(crate) struct Evaluator<'a> {

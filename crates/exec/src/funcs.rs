@@ -395,14 +395,7 @@ fn batched_sums(arg: &RangeArg, s: &RawSeries, r: &Range, avg: bool) -> Vec<(i64
     let mut wins: Vec<(usize, usize, usize)> = Vec::with_capacity(arg.eval_t.len());
     let (mut lo, mut hi) = (0usize, 0usize);
     for (i, &t) in arg.eval_t.iter().enumerate() {
-        let from = t - arg.range_ms;
-        while lo < s.ts.len() && (s.ts[lo] < from || (arg.left_open && s.ts[lo] == from)) {
-            lo += 1;
-        }
-        hi = hi.max(lo);
-        while hi < s.ts.len() && s.ts[hi] <= t {
-            hi += 1;
-        }
+        arg.advance_window(s, t, &mut lo, &mut hi);
         if lo < hi {
             wins.push((i, lo, hi));
         }
@@ -429,17 +422,8 @@ fn batched_sums(arg: &RangeArg, s: &RawSeries, r: &Range, avg: bool) -> Vec<(i64
             for k in 0..lanes {
                 let idx = start[k] + j;
                 if idx < end[k] {
-                    let inc = vs[idx];
-                    let t = sum[k] + inc;
-                    c[k] = if t.is_infinite() {
-                        0.0
-                    } else if sum[k].abs() >= inc.abs() {
-                        c[k] + ((sum[k] - t) + inc)
-                    } else {
-                        c[k] + ((inc - t) + sum[k])
-                    };
-                    inf[k] |= t.is_infinite();
-                    sum[k] = t;
+                    (sum[k], c[k]) = kahan_inc(vs[idx], sum[k], c[k]);
+                    inf[k] |= sum[k].is_infinite();
                 }
             }
         }
@@ -1177,22 +1161,7 @@ fn run_range(
         for i in 0..n {
             let t = arg.eval_t[i];
             if monotonic {
-                let from = t - arg.range_ms;
-                if arg.left_open {
-                    while lo < s.ts.len() && s.ts[lo] <= from {
-                        lo += 1;
-                    }
-                } else {
-                    while lo < s.ts.len() && s.ts[lo] < from {
-                        lo += 1;
-                    }
-                }
-                if hi < lo {
-                    hi = lo;
-                }
-                while hi < s.ts.len() && s.ts[hi] <= t {
-                    hi += 1;
-                }
+                arg.advance_window(s, t, &mut lo, &mut hi);
             } else {
                 (lo, hi) = arg.window(s, i);
             }

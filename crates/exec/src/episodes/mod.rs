@@ -664,10 +664,6 @@ fn set_op(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<Vec<Episode>> {
         _ => {
             // Union per label set; a label set only on the right is taken as it is.
             let mut groups: BTreeMap<Labels, Vec<Span>> = BTreeMap::new();
-            let lsigs: std::collections::HashSet<String> = lhs
-                .iter()
-                .map(|e| ev.signature(&e.labels, on, &names))
-                .collect();
             let mut lhs_by_sig: HashMap<String, Labels> = HashMap::new();
             for e in &lhs {
                 lhs_by_sig
@@ -677,11 +673,7 @@ fn set_op(ev: &mut Evaluator, b: &BinaryExpr, t: i64) -> Result<Vec<Episode>> {
             }
             for e in &rhs {
                 let sig = ev.signature(&e.labels, on, &names);
-                let labels = if lsigs.contains(&sig) {
-                    lhs_by_sig[&sig].clone()
-                } else {
-                    e.labels.clone()
-                };
+                let labels = lhs_by_sig.get(&sig).unwrap_or(&e.labels).clone();
                 groups.entry(labels).or_default().push(span(e));
             }
             for (labels, spans) in groups {
