@@ -145,13 +145,7 @@ pub struct BenchHeadArgs {
 
 /// Current resident memory of this process (Linux `VmRSS`), in KiB.
 fn rss_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status_kib("VmRSS:")
 }
 
 /// `tsq bench head`: series shaped like a scrape target's (name, job, instance, a few
@@ -238,9 +232,14 @@ pub struct BenchIngestArgs {
 
 /// Peak resident memory of this process (Linux `VmHWM`), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
