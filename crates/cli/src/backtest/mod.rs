@@ -171,13 +171,13 @@ pub fn summary_table(
         incidents: Some(&incidents),
         slack: None,
     };
-    let mut rows = vec![report::summary_header(true)];
-    for o in &outcomes {
-        if matches!(o.rule.kind, rules::RuleKind::Alert(_)) {
-            rows.push(report::summary_row(o, &report::summarize(o, &cx), true));
-        }
-    }
-    Ok(report::table(&rows, "   ", false))
+    let summaries: Vec<report::Summary> =
+        outcomes.iter().map(|o| report::summarize(o, &cx)).collect();
+    Ok(report::table(
+        &report::summary_rows(&outcomes, &summaries, true),
+        "   ",
+        false,
+    ))
 }
 
 /// Runs `tsq backtest` (or `tsq backtest diff`).

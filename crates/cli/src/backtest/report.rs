@@ -211,7 +211,22 @@ pub fn table(rows: &[Vec<String>], indent: &str, md: bool) -> String {
     out
 }
 
-pub fn summary_header(with_score: bool) -> Vec<String> {
+/// The per-rule summary table of the alerting rules: header row, then one row per rule.
+pub fn summary_rows(
+    outcomes: &[RuleOutcome],
+    summaries: &[Summary],
+    with_score: bool,
+) -> Vec<Vec<String>> {
+    let mut rows = vec![summary_header(with_score)];
+    for (o, s) in outcomes.iter().zip(summaries) {
+        if matches!(o.rule.kind, RuleKind::Alert(_)) {
+            rows.push(summary_row(o, s, with_score));
+        }
+    }
+    rows
+}
+
+fn summary_header(with_score: bool) -> Vec<String> {
     let mut h: Vec<String> = [
         "RULE",
         "GROUP",
@@ -245,7 +260,7 @@ pub fn summary_header(with_score: bool) -> Vec<String> {
     h
 }
 
-pub fn summary_row(o: &RuleOutcome, s: &Summary, with_score: bool) -> Vec<String> {
+fn summary_row(o: &RuleOutcome, s: &Summary, with_score: bool) -> Vec<String> {
     let mut r = vec![
         o.rule.name().to_string(),
         o.group.clone(),
@@ -351,13 +366,11 @@ fn render_text(outcomes: &[RuleOutcome], summaries: &[Summary], cx: &Ctx<'_>, md
     if !md {
         out.push('\n');
     }
-    let mut rows = vec![summary_header(with_score)];
-    for (o, s) in outcomes.iter().zip(summaries) {
-        if matches!(o.rule.kind, RuleKind::Alert(_)) {
-            rows.push(summary_row(o, s, with_score));
-        }
-    }
-    out.push_str(&table(&rows, "", md));
+    out.push_str(&table(
+        &summary_rows(outcomes, summaries, with_score),
+        "",
+        md,
+    ));
     let recs: Vec<&RuleOutcome> = outcomes
         .iter()
         .filter(|o| matches!(o.rule.kind, RuleKind::Record(_)))
