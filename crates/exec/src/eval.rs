@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tsq_parser::{
     AggregateExpr, AtModifier, BinaryExpr, BinaryOp, Call, DurationExpr, DurationOp, Expr, Group,
-    MatchOp as PMatchOp, Subquery, UnaryOp, VectorSelector,
+    MatchOp as PMatchOp, MatrixSelector, RangeModifier, Subquery, UnaryOp, VectorSelector,
 };
 use tsq_storage::{is_stale_nan, Labels, MatchOp, Matcher, METRIC_NAME};
 
@@ -132,6 +132,278 @@ pub(crate) struct Evaluator<'a> {
     pub memo: HashMap<(String, i64, i64, i64), Val>,
 }
 
+/// An `anchored`/`smoothed` range selector loaded for all steps (see
+/// [`Evaluator::eval_extended_range`]): each step sees the samples of
+/// `(t - range - back_ms, t + fwd_ms]`, `t` its evaluation time.
+pub(crate) struct ExtendedArg {
+    pub series: Vec<RawSeries>,
+    pub range_ms: i64,
+    pub eval_t: Vec<i64>,
+    pub back_ms: i64,
+    pub fwd_ms: i64,
+    pub smoothed: bool,
+}
+
+impl ExtendedArg {
+    /// `[lo, hi)` indices of the widened window of step `i` in `s`.
+    pub fn window(&self, s: &RawSeries, i: usize) -> (usize, usize) {
+        let t = self.eval_t[i];
+        let lo =
+            s.ts.partition_point(|&x| x <= t - self.range_ms - self.back_ms);
+        let hi = s.ts.partition_point(|&x| x <= t + self.fwd_ms);
+        (lo, hi.max(lo))
+    }
+}
+
+/// Drops staleness markers (they are not samples of range vectors).
+fn drop_stale(mut raw: Vec<RawSeries>) -> Vec<RawSeries> {
+    for s in &mut raw {
+        if s.vs.iter().any(|v| is_stale_nan(*v)) {
+            let (ts, vs): (Vec<i64>, Vec<f64>) =
+                s.ts.iter()
+                    .zip(&s.vs)
+                    .filter(|(_, v)| !is_stale_nan(**v))
+                    .map(|(t, v)| (*t, *v))
+                    .unzip();
+            s.ts = ts;
+            s.vs = vs;
+        }
+    }
+    raw
+}
+
+/// The value at `t` on the line through `p1` and `p2` (Prometheus 3.x `interpolate`). For a
+/// counter that reset between them, the line starts from 0 at `p1`.
+pub(crate) fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, is_counter: bool) -> f64 {
+    let (mut y1, y2) = (p1.1, p2.1);
+    if is_counter && y2 < y1 {
+        y1 = 0.0;
+    }
+    y1 + (y2 - y1) * (t - p1.0) as f64 / (p2.0 - p1.0) as f64
+}
+
+/// Go's `sort.Search(n, f)`: the smallest `i` in `[0, n)` with `f(i)`, else `n`.
+fn search(n: usize, f: impl Fn(usize) -> bool) -> usize {
+    let (mut i, mut j) = (0, n);
+    while i < j {
+        let h = (i + j) / 2;
+        if f(h) {
+            j = h;
+        } else {
+            i = h + 1;
+        }
+    }
+    i
+}
+
+/// Index of the last sample at or before `range_start` (0 if none), among all but the last
+/// sample; `None` when no sample is after `range_start` (Prometheus's `pickFirstSampleIndex`).
+fn pick_first(ts: &[i64], range_start: i64) -> Option<usize> {
+    let n = ts.len();
+    if n == 0 || ts[n - 1] <= range_start {
+        return None;
+    }
+    Some(search(n - 1, |i| ts[i] > range_start).saturating_sub(1))
+}
+
+/// `[first, last]` of an extended window and whether it yields a value (shared by
+/// `extendedRate` and `extendFloats`).
+fn extended_bounds(ts: &[i64], start: i64, end: i64, smoothed: bool) -> Option<(usize, usize)> {
+    if ts.is_empty() {
+        return None;
+    }
+    let mut last = ts.len() - 1;
+    let first = search(last, |i| ts[i] > start).saturating_sub(1);
+    if smoothed {
+        last = search(last, |i| ts[i] >= end);
+    }
+    if ts[last] <= start {
+        return None;
+    }
+    Some((first, last))
+}
+
+/// The boundary values: the sample at/before the window start (interpolated to the start
+/// for `smoothed` when it is before it) and the one at the end.
+fn edges(
+    ts: &[i64],
+    vs: &[f64],
+    (first, last): (usize, usize),
+    start: i64,
+    end: i64,
+    smoothed: bool,
+    is_counter: bool,
+) -> (f64, f64) {
+    let left = if smoothed && ts[first] < start {
+        interpolate(
+            (ts[first], vs[first]),
+            (ts[first + 1], vs[first + 1]),
+            start,
+            is_counter,
+        )
+    } else {
+        vs[first]
+    };
+    let right = if smoothed && last > 0 && ts[last] > end {
+        interpolate(
+            (ts[last - 1], vs[last - 1]),
+            (ts[last], vs[last]),
+            end,
+            is_counter,
+        )
+    } else {
+        vs[last]
+    };
+    (left, right)
+}
+
+/// Prometheus 3.x `extendFloats`: an anchored/smoothed window trimmed back to
+/// `[start, end]`, with a point exactly at each bound (never counter-aware). Used for a range
+/// selector at the root of an instant query.
+pub(crate) fn extend_floats(
+    ts: &[i64],
+    vs: &[f64],
+    start: i64,
+    end: i64,
+    smoothed: bool,
+) -> Vec<(i64, f64)> {
+    let Some((mut first, mut last)) = extended_bounds(ts, start, end, smoothed) else {
+        return Vec::new();
+    };
+    let (left, right) = edges(ts, vs, (first, last), start, end, smoothed, false);
+    if ts[first] <= start {
+        first += 1;
+    }
+    if ts[last] >= end {
+        last = last.wrapping_sub(1);
+    }
+    let mut out = vec![(start, left)];
+    if last != usize::MAX && first <= last {
+        out.extend(
+            ts[first..=last]
+                .iter()
+                .copied()
+                .zip(vs[first..=last].iter().copied()),
+        );
+    }
+    out.push((end, right));
+    out
+}
+
+/// Prometheus 3.x `extendedRate`: `rate`/`increase`/`delta` over an anchored or smoothed
+/// window, without extrapolation: the value at the end minus the value at the start (the
+/// boundary samples, or for `smoothed` values interpolated at the bounds, counter-aware for
+/// rate/increase), plus the counter-reset correction; `rate` divides by the range.
+fn extended_rate(
+    ts: &[i64],
+    vs: &[f64],
+    start: i64,
+    end: i64,
+    smoothed: bool,
+    is_counter: bool,
+) -> Option<f64> {
+    let (mut first, mut last) = extended_bounds(ts, start, end, smoothed)?;
+    if smoothed && ts[first] > end {
+        return None;
+    }
+    let (left, right) = edges(ts, vs, (first, last), start, end, smoothed, is_counter);
+    let mut result = right - left;
+    if is_counter {
+        // Only the samples strictly inside the window: the boundary ones are in left/right.
+        if ts[first] <= start {
+            first += 1;
+        }
+        if ts[last] >= end {
+            last = last.wrapping_sub(1);
+        }
+        let inner = if last != usize::MAX && first <= last {
+            &vs[first..=last]
+        } else {
+            &vs[0..0]
+        };
+        let mut prev = left;
+        for &v in inner {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+        if right < prev {
+            result += prev;
+        }
+    }
+    Some(result)
+}
+
+/// `changes`, `delta`, `increase`, `rate`, `resets` over an `anchored`/`smoothed` range
+/// selector (the parser allows these modifiers nowhere else).
+pub(crate) fn extended_call(
+    ev: &mut Evaluator,
+    ms: &MatrixSelector,
+    m: RangeModifier,
+    r: &Range,
+    name: &str,
+) -> Result<Val> {
+    let mut arg = ev.eval_extended_range(ms, m, r)?;
+    let range_s = arg.range_ms as f64 / 1000.0;
+    let mut out = Vec::new();
+    for s in std::mem::take(&mut arg.series) {
+        let mut pts = Vec::new();
+        for i in 0..r.n() {
+            let (lo, hi) = arg.window(&s, i);
+            let (ts, vs) = (&s.ts[lo..hi], &s.vs[lo..hi]);
+            let t = arg.eval_t[i];
+            let start = t - arg.range_ms;
+            let v = match name {
+                "rate" => extended_rate(ts, vs, start, t, arg.smoothed, true).map(|v| v / range_s),
+                "increase" => extended_rate(ts, vs, start, t, arg.smoothed, true),
+                "delta" => extended_rate(ts, vs, start, t, arg.smoothed, false),
+                "changes" | "resets" => pick_first(ts, start).map(|first| {
+                    let w = &vs[first..];
+                    let n = if name == "changes" {
+                        w.windows(2)
+                            .filter(|p| p[1] != p[0] && !(p[1].is_nan() && p[0].is_nan()))
+                            .count()
+                    } else {
+                        w.windows(2).filter(|p| p[1] < p[0]).count()
+                    };
+                    n as f64
+                }),
+                _ => {
+                    return err(format!(
+                        "anchored/smoothed modifiers cannot be used with {name}"
+                    ))
+                }
+            };
+            if let Some(v) = v {
+                pts.push((r.ts(i), v));
+            }
+        }
+        if pts.is_empty() {
+            continue;
+        }
+        if matches!(name, "rate" | "increase") {
+            if let Some(m) = s.labels.metric_name() {
+                if !(m.ends_with("_total")
+                    || m.ends_with("_sum")
+                    || m.ends_with("_count")
+                    || m.ends_with("_bucket"))
+                {
+                    ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {m:?}"));
+                }
+            }
+        }
+        let mut sv = SeriesV {
+            labels: s.labels,
+            drop_name: s.drop_name,
+            pts,
+        };
+        ev.drop_name(&mut sv);
+        out.push(sv);
+    }
+    Ok(Val::Vector(out))
+}
+
 /// The address of a node, stable while the query's tree lives.
 fn node_id(e: &Expr) -> usize {
     e as *const Expr as usize
@@ -196,6 +468,32 @@ pub(crate) fn run(
                 Val::Matrix(
                     crate::baseline::seasonal_matrix(&mut ev, root, &r)?.unwrap_or_default(),
                 )
+            }
+            Expr::MatrixSelector(ms) if ms.modifier.is_some() => {
+                let m = ms.modifier.unwrap_or(tsq_parser::RangeModifier::Anchored);
+                let arg = ev.eval_extended_range(ms, m, &r)?;
+                let mut out = Vec::new();
+                for s in &arg.series {
+                    let (lo, hi) = arg.window(s, 0);
+                    let t = arg.eval_t[0];
+                    let pts = extend_floats(
+                        &s.ts[lo..hi],
+                        &s.vs[lo..hi],
+                        t - arg.range_ms,
+                        t,
+                        arg.smoothed,
+                    );
+                    if !pts.is_empty() {
+                        let (ts, vs) = pts.into_iter().unzip();
+                        out.push(RawSeries {
+                            labels: s.labels.clone(),
+                            drop_name: s.drop_name,
+                            ts,
+                            vs,
+                        });
+                    }
+                }
+                Val::Matrix(out)
             }
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 let mut arg = ev.eval_range_arg(root, &r)?;
@@ -672,6 +970,14 @@ impl<'a> Evaluator<'a> {
         r: &Range,
         want_ts: bool,
     ) -> Result<Vec<SeriesV>> {
+        if let Some(m) = vs.modifier {
+            self.check_extended(m)?;
+            if m == RangeModifier::Smoothed {
+                return self.select_smoothed(vs, r, want_ts);
+            }
+            // `anchored` on an instant selector: the last sample at or before `t` within
+            // the lookback delta, which is what a plain selector gives.
+        }
         let et = self.eval_times(r, &vs.at, &vs.offset)?;
         let lb = self.opts.lookback_delta_ms;
         let min = *et.iter().min().unwrap_or(&0);
@@ -716,14 +1022,109 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// The `anchored`/`smoothed` modifiers exist in Prometheus 3.x only.
+    fn check_extended(&self, m: RangeModifier) -> Result<()> {
+        if self.p3 {
+            return Ok(());
+        }
+        let word = match m {
+            RangeModifier::Anchored => "anchored",
+            RangeModifier::Smoothed => "smoothed",
+        };
+        err(format!(
+            "the {word} modifier is a Prometheus 3.x feature: not available in the prometheus-2.42 profile"
+        ))
+    }
+
+    /// `metric smoothed` (Prometheus 3.x `smoothSeries`): at each evaluation time `t` (after
+    /// `@` and offset) the samples of `(t - lookback, t + lookback]`, staleness markers
+    /// dropped, give the sample at `t` if there is one, else the linear interpolation between
+    /// the last sample before `t` and the first after it, else (nothing after `t`) the last
+    /// sample before `t`; nothing when no sample precedes `t`. Never counter-aware.
+    fn select_smoothed(
+        &mut self,
+        vs: &VectorSelector,
+        r: &Range,
+        want_ts: bool,
+    ) -> Result<Vec<SeriesV>> {
+        let et = self.eval_times(r, &vs.at, &vs.offset)?;
+        let lb = self.opts.lookback_delta_ms;
+        let min = *et.iter().min().unwrap_or(&0);
+        let max = *et.iter().max().unwrap_or(&0);
+        let raw = drop_stale(self.select(vs, min - lb, max + lb)?);
+        let mut out = Vec::with_capacity(raw.len());
+        for s in raw {
+            let mut pts = Vec::new();
+            for (i, &t) in et.iter().enumerate() {
+                let lo = s.ts.partition_point(|&x| x <= t - lb);
+                let hi = s.ts.partition_point(|&x| x <= t + lb);
+                let at = s.ts.partition_point(|&x| x < t).clamp(lo, hi);
+                let v = if at < hi && s.ts[at] == t {
+                    s.vs[at]
+                } else if at > lo && at < hi {
+                    interpolate((s.ts[at - 1], s.vs[at - 1]), (s.ts[at], s.vs[at]), t, false)
+                } else if at > lo {
+                    s.vs[at - 1]
+                } else {
+                    continue;
+                };
+                pts.push((r.ts(i), if want_ts { t as f64 / 1000.0 } else { v }));
+            }
+            if !pts.is_empty() {
+                out.push(SeriesV {
+                    labels: s.labels,
+                    drop_name: false,
+                    pts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads an `anchored`/`smoothed` range selector: the read window is widened back by
+    /// one lookback delta (and, for `smoothed`, forward by one too), as Prometheus 3.x does;
+    /// staleness markers are dropped.
+    pub(crate) fn eval_extended_range(
+        &mut self,
+        ms: &MatrixSelector,
+        m: RangeModifier,
+        r: &Range,
+    ) -> Result<ExtendedArg> {
+        self.check_extended(m)?;
+        if ms.seasons.is_some() {
+            return Err(Error::Unsupported(
+                "the anchored/smoothed modifiers combined with seasons()".into(),
+            ));
+        }
+        let range_ms = self.duration_ms(&ms.range)?;
+        let vs = &ms.selector;
+        let eval_t = self.eval_times(r, &vs.at, &vs.offset)?;
+        let lb = self.opts.lookback_delta_ms;
+        let smoothed = m == RangeModifier::Smoothed;
+        let fwd_ms = if smoothed { lb } else { 0 };
+        let min = *eval_t.iter().min().unwrap_or(&0);
+        let max = *eval_t.iter().max().unwrap_or(&0);
+        let mut series = drop_stale(self.select(vs, min - range_ms - lb, max + fwd_ms)?);
+        series.retain(|s| !s.ts.is_empty());
+        Ok(ExtendedArg {
+            series,
+            range_ms,
+            eval_t,
+            back_ms: lb,
+            fwd_ms,
+            smoothed,
+        })
+    }
+
     /// Evaluates a matrix selector or subquery (possibly parenthesised) for the steps of `r`.
     pub fn eval_range_arg(&mut self, e: &Expr, r: &Range) -> Result<RangeArg> {
         match unparen(e) {
             Expr::MatrixSelector(ms) => {
-                if ms.modifier.is_some() {
-                    return Err(Error::Unsupported(
-                        "the anchored/smoothed range modifiers are not implemented yet".into(),
-                    ));
+                if let Some(m) = ms.modifier {
+                    // The parser lets these modifiers reach only changes, delta, increase,
+                    // rate, resets (see `extended_call`) and the query root.
+                    self.check_extended(m)?;
+                    return err("anchored/smoothed modifiers can only be used with: changes, delta, increase, rate, resets");
                 }
                 if ms.seasons.is_some() {
                     return Err(Error::Unsupported(

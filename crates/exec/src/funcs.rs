@@ -1080,6 +1080,12 @@ fn range_fn(
     arg_idx: usize,
     keep_name: bool,
 ) -> Result<Val> {
+    // `anchored`/`smoothed` (Prometheus 3.x): changes, delta, increase, rate, resets only.
+    if let Expr::MatrixSelector(ms) = unparen(arg_at(c, arg_idx)?) {
+        if let Some(m) = ms.modifier {
+            return crate::eval::extended_call(ev, ms, m, r, name);
+        }
+    }
     let mut params: Vec<Vec<f64>> = Vec::new();
     for (j, a) in c.args.iter().enumerate() {
         if j != arg_idx {
@@ -1628,6 +1634,7 @@ fn info(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
         matchers: name_matchers,
         offset,
         at,
+        modifier: None,
     };
     let infos = match ev.eval(&Expr::VectorSelector(sel), r)? {
         Val::Vector(x) => x,

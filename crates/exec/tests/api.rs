@@ -25,6 +25,7 @@ fn selector(name: &str) -> Expr {
         }],
         offset: None,
         at: None,
+        modifier: None,
     })
 }
 

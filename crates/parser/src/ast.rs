@@ -138,7 +138,7 @@ pub enum DurationOp {
     Pow,
 }
 
-/// `metric{matchers} [offset d] [@ t]`.
+/// `metric{matchers} [anchored|smoothed] [offset d] [@ t]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorSelector {
     /// The metric name written before the braces, if any (also present in `matchers` as a
@@ -150,14 +150,20 @@ pub struct VectorSelector {
     pub offset: Option<DurationExpr>,
     /// `@ t`.
     pub at: Option<AtModifier>,
+    /// `anchored` or `smoothed` after an instant vector selector (Prometheus 3.x). Always
+    /// `None` for the selector of a [`MatrixSelector`], whose modifier is
+    /// [`MatrixSelector::modifier`].
+    pub modifier: Option<RangeModifier>,
 }
 
-/// The Prometheus 3.x experimental range modifiers.
+/// The Prometheus 3.x experimental `anchored`/`smoothed` modifiers (of range selectors and,
+/// since 3.x, of instant vector selectors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangeModifier {
     /// `anchored`: the window includes the last sample before its start.
     Anchored,
-    /// `smoothed`: values at the window edges are interpolated.
+    /// `smoothed`: values at the window edges (or, on an instant selector, at the
+    /// evaluation time) are interpolated.
     Smoothed,
 }
 

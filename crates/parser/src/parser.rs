@@ -801,6 +801,7 @@ impl<'a> Parser<'a> {
             matchers,
             offset: None,
             at: None,
+            modifier: None,
         };
         self.node(Expr::VectorSelector(vs), ValueType::InstantVector, start, 1)
     }
@@ -1049,10 +1050,43 @@ impl<'a> Parser<'a> {
                 n = self.offset(n)?;
             } else if self.peek().tok == Tok::At {
                 n = self.at(n)?;
+            } else if self.is_kw("anchored") || self.is_kw("smoothed") {
+                n = self.extended_modifier(n)?;
             } else {
                 return Ok(n);
             }
         }
+    }
+
+    /// `anchored` / `smoothed` after an expression (Prometheus 3.x `setAnchored`/`setSmoothed`):
+    /// allowed after an instant or range vector selector, in any order with `offset`/`@`;
+    /// repeating the same one is accepted, combining both is not.
+    fn extended_modifier(&mut self, mut n: Node) -> R<Node> {
+        let kw = self.bump();
+        let (m, word) = if self.text(&kw).eq_ignore_ascii_case("anchored") {
+            (RangeModifier::Anchored, "anchored")
+        } else {
+            (RangeModifier::Smoothed, "smoothed")
+        };
+        let slot = match &mut n.e {
+            Expr::VectorSelector(vs) => &mut vs.modifier,
+            Expr::MatrixSelector(ms) => &mut ms.modifier,
+            Expr::Subquery(_) => {
+                return self.err(
+                    kw.start,
+                    format!("{word} modifier is not supported for subqueries"),
+                )
+            }
+            _ => return self.err(kw.start, format!("{word} modifier not implemented")),
+        };
+        if slot.is_some_and(|o| o != m) {
+            return self.err(
+                kw.start,
+                "anchored and smoothed modifiers cannot be used together",
+            );
+        }
+        *slot = Some(m);
+        Ok(n)
     }
 
     fn range_or_subquery(&mut self, n: Node) -> R<Node> {
@@ -1094,7 +1128,7 @@ impl<'a> Parser<'a> {
             }
             Tok::RBracket => {
                 self.bump();
-                let selector = match n.e {
+                let mut selector = match n.e {
                     Expr::VectorSelector(vs) => vs,
                     _ => return self.err(lb.start, "ranges only allowed for vector selectors"),
                 };
@@ -1104,29 +1138,30 @@ impl<'a> Parser<'a> {
                 if selector.at.is_some() {
                     return self.err(lb.start, "no @ modifiers allowed before range");
                 }
-                let modifier = if self.is_kw("anchored") {
-                    self.bump();
-                    Some(RangeModifier::Anchored)
-                } else if self.is_kw("smoothed") {
-                    self.bump();
-                    Some(RangeModifier::Smoothed)
-                } else {
-                    None
-                };
-                let seasons = self.maybe_seasons()?;
+                // As in Prometheus, a modifier written before the range (`x anchored[5m]`)
+                // is the range selector's.
+                let modifier = selector.modifier.take();
                 let depth = range.depth + 2;
                 let ms = MatrixSelector {
                     selector,
                     range: range.d,
                     modifier,
-                    seasons,
+                    seasons: None,
                 };
-                self.node(
+                let mut node = self.node(
                     Expr::MatrixSelector(ms),
                     ValueType::RangeVector,
                     n.start,
                     depth,
-                )
+                )?;
+                if self.is_kw("anchored") || self.is_kw("smoothed") {
+                    node = self.extended_modifier(node)?;
+                }
+                let seasons = self.maybe_seasons()?;
+                if let Expr::MatrixSelector(ms) = &mut node.e {
+                    ms.seasons = seasons;
+                }
+                Ok(node)
             }
             _ => self.unexpected("\":\" or \"]\""),
         }

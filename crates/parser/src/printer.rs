@@ -252,6 +252,11 @@ impl VectorSelector {
 impl Display for VectorSelector {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         self.fmt_plain(f)?;
+        match self.modifier {
+            Some(RangeModifier::Anchored) => f.write_str(" anchored")?,
+            Some(RangeModifier::Smoothed) => f.write_str(" smoothed")?,
+            None => {}
+        }
         modifiers(f, &self.offset, &self.at)
     }
 }

@@ -210,15 +210,27 @@ impl G {
         }
     }
 
+    /// `offset`/`@` of an instant selector, with a Prometheus 3.x `anchored`/`smoothed`
+    /// modifier before or after them now and then.
+    fn instant_mods(&mut self) -> String {
+        let oa = self.offset_at();
+        let m = self.pick(&["", "", "", "", "", " anchored", " smoothed", " SMOOTHED"]);
+        if self.chance(50) {
+            format!("{m}{oa}")
+        } else {
+            format!("{oa}{m}")
+        }
+    }
+
     fn instant(&mut self, d: u32) -> String {
         if d == 0 {
             let s = self.plain_selector();
-            return format!("{s}{}", self.offset_at());
+            return format!("{s}{}", self.instant_mods());
         }
         match self.below(9) {
             0 | 1 => {
                 let s = self.plain_selector();
-                format!("{s}{}", self.offset_at())
+                format!("{s}{}", self.instant_mods())
             }
             2 => format!("({})", self.instant(d - 1)),
             3 => format!("-{}", self.instant(d - 1)),
@@ -356,6 +368,10 @@ impl G {
                 modifier = "";
             }
             let seasons = self.seasons(pooled_ok);
+            if seasons.is_empty() && self.chance(30) {
+                // The modifier may also follow `offset`/`@` (Prometheus's `expr anchored`).
+                return format!("{s}[{}]{}{modifier}", self.duration(), self.offset_at());
+            }
             return format!(
                 "{s}[{}]{modifier}{seasons}{}",
                 self.duration(),
@@ -582,6 +598,7 @@ fn mutated_queries_never_panic() {
         "0x",
         "\\",
         " anchored",
+        " smoothed",
         " within ",
         " for ",
         "=~",

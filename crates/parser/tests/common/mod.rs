@@ -48,6 +48,11 @@ fn selector(v: &VectorSelector) -> String {
     for m in &v.matchers {
         let _ = write!(out, " {}{}{}", quote(&m.name), m.op, quote(&m.value));
     }
+    match v.modifier {
+        Some(RangeModifier::Anchored) => out.push_str(" :anchored"),
+        Some(RangeModifier::Smoothed) => out.push_str(" :smoothed"),
+        None => {}
+    }
     mods(&mut out, &v.offset, &v.at);
     out.push(')');
     out
