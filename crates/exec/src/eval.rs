@@ -45,6 +45,53 @@ impl Range {
     }
 }
 
+/// The points of a set of series regrouped by step: for each step, the `(series index,
+/// value)` pairs in series order. One allocation for all steps (counted, then placed).
+pub(crate) struct ByStep {
+    flat: Vec<(usize, f64)>,
+    start: Vec<usize>,
+}
+
+impl ByStep {
+    /// The points of `series[i]` for every `i` with `keep(i)`.
+    pub fn new(series: &[SeriesV], r: &Range, keep: impl Fn(usize) -> bool) -> Self {
+        let n = r.n();
+        let mut start = vec![0usize; n + 1];
+        for (i, s) in series.iter().enumerate() {
+            if keep(i) {
+                for &(t, _) in &s.pts {
+                    start[r.idx(t) + 1] += 1;
+                }
+            }
+        }
+        for k in 0..n {
+            start[k + 1] += start[k];
+        }
+        let mut flat = vec![(0usize, 0.0f64); start[n]];
+        let mut next = start.clone();
+        for (i, s) in series.iter().enumerate() {
+            if keep(i) {
+                for &(t, v) in &s.pts {
+                    let k = r.idx(t);
+                    flat[next[k]] = (i, v);
+                    next[k] += 1;
+                }
+            }
+        }
+        ByStep { flat, start }
+    }
+
+    /// The pairs of step `k`.
+    pub fn at(&self, k: usize) -> &[(usize, f64)] {
+        &self.flat[self.start[k]..self.start[k + 1]]
+    }
+
+    /// The pairs of every step, in step order.
+    pub fn steps(&self) -> impl Iterator<Item = &[(usize, f64)]> {
+        self.start.windows(2).map(|w| &self.flat[w[0]..w[1]])
+    }
+}
+
 /// One series of an instant vector over the steps.
 #[derive(Debug, Clone)]
 pub(crate) struct SeriesV {
@@ -130,6 +177,54 @@ pub(crate) struct Evaluator<'a> {
     pub repeated: HashMap<usize, String>,
     /// Values of repeated subexpressions by (printed form, start, end, step).
     pub memo: HashMap<(String, i64, i64, i64), Val>,
+    /// Subexpression values shared with other queries, if the caller gave a cache.
+    pub shared: Option<&'a SharedSubexpressions>,
+}
+
+/// A shared value: the subexpression's value and the annotations its evaluation produced.
+struct SharedVal {
+    val: Val,
+    warnings: Vec<String>,
+    infos: Vec<String>,
+}
+
+/// (printed form, start, end, step of its range, start and end of the query).
+type SharedKey = (String, i64, i64, i64, i64, i64);
+
+/// Subexpression values shared by several queries, such as the rules of a backtest that all
+/// compute `rate(http_requests_total[5m])` over the same steps: the first query to need one
+/// evaluates it, the others reuse it. Only the printed forms the cache is created with are
+/// kept, and only for the same steps and query range; the caller promises that the data such
+/// a subexpression reads does not change while the cache is in use.
+#[derive(Default)]
+pub struct SharedSubexpressions {
+    keep: std::collections::HashSet<String>,
+    values: std::sync::Mutex<HashMap<SharedKey, std::sync::Arc<SharedVal>>>,
+}
+
+impl SharedSubexpressions {
+    /// A cache for the subexpressions whose printed forms (`Expr`'s `Display`) are `keep`.
+    pub fn new(keep: impl IntoIterator<Item = String>) -> Self {
+        SharedSubexpressions {
+            keep: keep.into_iter().collect(),
+            values: Default::default(),
+        }
+    }
+
+    fn get(&self, key: &SharedKey) -> Option<std::sync::Arc<SharedVal>> {
+        self.values
+            .lock()
+            .expect("no panics while holding the lock")
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: SharedKey, v: SharedVal) {
+        self.values
+            .lock()
+            .expect("no panics while holding the lock")
+            .insert(key, std::sync::Arc::new(v));
+    }
 }
 
 /// An `anchored`/`smoothed` range selector loaded for all steps (see
@@ -411,7 +506,10 @@ fn node_id(e: &Expr) -> usize {
 
 /// Finds the function calls, aggregations and binary operations that occur more than once
 /// in `root` (the same text), e.g. an error ratio used by two pattern symbols.
-fn repeated_subexpressions(root: &Expr) -> HashMap<usize, String> {
+fn repeated_subexpressions(
+    root: &Expr,
+    shared: Option<&SharedSubexpressions>,
+) -> HashMap<usize, String> {
     let mut seen: Vec<(&Expr, String)> = Vec::new();
     root.visit(&mut |e| {
         if matches!(e, Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_)) {
@@ -428,7 +526,7 @@ fn repeated_subexpressions(root: &Expr) -> HashMap<usize, String> {
         .map(|(k, _)| k.to_string())
         .collect();
     seen.into_iter()
-        .filter(|(_, k)| keep.contains(k))
+        .filter(|(_, k)| keep.contains(k) || shared.is_some_and(|sh| sh.keep.contains(k)))
         .map(|(e, k)| (node_id(e), k))
         .collect()
 }
@@ -442,11 +540,11 @@ pub(crate) fn run(
     opts: &EngineOptions,
     db: &dyn Queryable,
     expr: &Expr,
-    start: i64,
-    end: i64,
-    step: i64,
+    r: Range,
     instant: bool,
+    shared: Option<&SharedSubexpressions>,
 ) -> Result<QueryResult> {
+    let Range { start, end, step } = r;
     let mut ev = Evaluator {
         opts,
         db,
@@ -457,10 +555,10 @@ pub(crate) fn run(
         samples_loaded: 0,
         warnings: Vec::new(),
         infos: Vec::new(),
-        repeated: repeated_subexpressions(expr),
+        repeated: repeated_subexpressions(expr, shared),
         memo: HashMap::new(),
+        shared,
     };
-    let r = Range { start, end, step };
     let root = unparen(expr);
     let val = if instant {
         match root {
@@ -885,7 +983,40 @@ impl<'a> Evaluator<'a> {
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
         }
+        let shared = self.shared.filter(|sh| sh.keep.contains(&key.0));
+        let Some(sh) = shared else {
+            let v = self.eval_node(e, r)?;
+            self.memo.insert(key, v.clone());
+            return Ok(v);
+        };
+        let skey = (
+            key.0.clone(),
+            key.1,
+            key.2,
+            key.3,
+            self.query_start,
+            self.query_end,
+        );
+        if let Some(hit) = sh.get(&skey) {
+            for w in &hit.warnings {
+                self.warn(w.clone());
+            }
+            for i in &hit.infos {
+                self.info(i.clone());
+            }
+            self.memo.insert(key, hit.val.clone());
+            return Ok(hit.val.clone());
+        }
+        let (w0, i0) = (self.warnings.len(), self.infos.len());
         let v = self.eval_node(e, r)?;
+        sh.put(
+            skey,
+            SharedVal {
+                val: v.clone(),
+                warnings: self.warnings[w0..].to_vec(),
+                infos: self.infos[i0..].to_vec(),
+            },
+        );
         self.memo.insert(key, v.clone());
         Ok(v)
     }
@@ -1528,18 +1659,8 @@ impl<'a> Evaluator<'a> {
         let nsig = ids.len();
         std::mem::drop(ids);
         let n = r.n();
-        let mut many_by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-        for (i, s) in many.iter().enumerate() {
-            for &(t, v) in &s.pts {
-                many_by_step[r.idx(t)].push((i, v));
-            }
-        }
-        let mut one_by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-        for (i, s) in one.iter().enumerate() {
-            for &(t, v) in &s.pts {
-                one_by_step[r.idx(t)].push((i, v));
-            }
-        }
+        let many_by_step = ByStep::new(&many, r, |_| true);
+        let one_by_step = ByStep::new(&one, r, |_| true);
         let fill = b.fill.as_ref();
         let mut out = OutBuilder::default();
         // Output series of a (many, one) pair: the last pair of each many-side series first
@@ -1555,7 +1676,7 @@ impl<'a> Evaluator<'a> {
         for step in 0..n {
             let t = r.ts(step);
             let stamp = step + 1;
-            for &(i, v) in &one_by_step[step] {
+            for &(i, v) in one_by_step.at(step) {
                 let sig = osid[i];
                 if one_at[sig].0 == stamp {
                     let j = one_at[sig].1;
@@ -1571,7 +1692,7 @@ impl<'a> Evaluator<'a> {
                 one_at[sig] = (stamp, i, v);
             }
             grouped.clear();
-            for &(i, v) in &many_by_step[step] {
+            for &(i, v) in many_by_step.at(step) {
                 let sig = msid[i];
                 if one_at[sig].0 != stamp {
                     if let Some(fr) =
@@ -1634,7 +1755,7 @@ impl<'a> Evaluator<'a> {
                 out.push_at(k, t, val)?;
             }
             if let Some(fl) = fill.and_then(|f| if card_one_to_many { f.right } else { f.left }) {
-                for &(j, v) in &one_by_step[step] {
+                for &(j, v) in one_by_step.at(step) {
                     if used_one[j] == stamp {
                         continue;
                     }

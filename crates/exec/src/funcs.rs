@@ -6,8 +6,8 @@ use tsq_parser::{AggregateExpr, AggregateOp, Call, Expr};
 use tsq_storage::{Labels, METRIC_NAME};
 
 use crate::eval::{
-    err, go_max, go_min, kahan_inc, unparen, Evaluator, OutBuilder, Range, RangeArg, RawSeries,
-    SeriesV, Val,
+    err, go_max, go_min, kahan_inc, unparen, ByStep, Evaluator, OutBuilder, Range, RangeArg,
+    RawSeries, SeriesV, Val,
 };
 use crate::{Error, Result};
 
@@ -1711,7 +1711,6 @@ fn info(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
 fn histogram_quantile(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     let q = ev.eval_scalar(arg_at(c, 0)?, r)?;
     let v = ev.eval_vector(arg_at(c, 1)?, r)?;
-    let n = r.n();
     // Group key per series (labels without le and __name__), and its upper bound.
     let mut groups: HashMap<Labels, usize> = HashMap::new();
     let mut group_labels: Vec<Labels> = Vec::new();
@@ -1740,18 +1739,11 @@ fn histogram_quantile(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
         });
         per_series.push(Some((g, ub)));
     }
-    let mut by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-    for (i, s) in v.iter().enumerate() {
-        if per_series[i].is_some() {
-            for &(t, x) in &s.pts {
-                by_step[r.idx(t)].push((i, x));
-            }
-        }
-    }
+    let by_step = ByStep::new(&v, r, |i| per_series[i].is_some());
     let mut out = OutBuilder::default();
     let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); group_labels.len()];
     let mut qwarn = None;
-    for (step, items) in by_step.iter().enumerate() {
+    for (step, items) in by_step.steps().enumerate() {
         if items.is_empty() {
             continue;
         }
@@ -1998,12 +1990,7 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
         };
         series_group.push(g);
     }
-    let mut by_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-    for (i, s) in input.iter().enumerate() {
-        for &(t, v) in &s.pts {
-            by_step[r.idx(t)].push((i, v));
-        }
-    }
+    let by_step = ByStep::new(&input, r, |_| true);
     let ng = glabels.len();
     let mut out = OutBuilder::default();
     match op {
@@ -2014,7 +2001,7 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
             let pv = param.unwrap_or_default();
             let mut members: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ng];
             // Output in group order; remember the per-step order for instant queries.
-            for (step, items) in by_step.iter().enumerate() {
+            for (step, items) in by_step.steps().enumerate() {
                 if items.is_empty() {
                     continue;
                 }
@@ -2110,7 +2097,7 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
         }
         AggregateOp::CountValues => {
             let label = cv_label.unwrap_or_default();
-            for (step, items) in by_step.iter().enumerate() {
+            for (step, items) in by_step.steps().enumerate() {
                 let t = r.ts(step);
                 let mut counts: Vec<(Labels, f64)> = Vec::new();
                 let mut pos: HashMap<Labels, usize> = HashMap::new();
@@ -2136,11 +2123,12 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
             let mut acc: Vec<Acc> = vec![Acc::default(); ng];
             let qv = param.unwrap_or_default();
             let mut qwarn = None;
-            for (step, items) in by_step.iter().enumerate() {
+            let mut order = Vec::new();
+            for (step, items) in by_step.steps().enumerate() {
                 if items.is_empty() {
                     continue;
                 }
-                let mut order = Vec::new();
+                order.clear();
                 for &(i, f) in items {
                     let g = series_group[i];
                     let a = &mut acc[g];
@@ -2214,7 +2202,7 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
                         qwarn = Some(q);
                     }
                 }
-                for g in order {
+                for &g in &order {
                     let a = &mut acc[g];
                     a.seen = false;
                     let v = match op {
@@ -2237,6 +2225,10 @@ pub(crate) fn aggregate(ev: &mut Evaluator, a: &AggregateExpr, r: &Range) -> Res
                         AggregateOp::Quantile => quantile(qv[step], &mut a.vals),
                         _ => return Err(Error::Internal("aggregation op".into())),
                     };
+                    if outs[g].capacity() == 0 {
+                        // A group seen at this step is usually seen at the later ones too.
+                        outs[g].reserve(n - step);
+                    }
                     outs[g].push((t, v));
                 }
             }

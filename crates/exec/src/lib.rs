@@ -25,6 +25,7 @@ mod value;
 
 use std::str::FromStr;
 
+pub use eval::SharedSubexpressions;
 pub use mem::MemStorage;
 pub use value::{Episode, QueryResult, Sample, Series, Value};
 
@@ -175,7 +176,12 @@ impl Engine {
         expr: &Expr,
         time_ms: i64,
     ) -> Result<QueryResult> {
-        eval::run(&self.opts, db, expr, time_ms, time_ms, 0, true)
+        let r = eval::Range {
+            start: time_ms,
+            end: time_ms,
+            step: 0,
+        };
+        eval::run(&self.opts, db, expr, r, true, None)
     }
 
     /// Parses and evaluates `query` at `start_ms, start_ms + step_ms, ... <= end_ms`.
@@ -200,6 +206,20 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult> {
+        self.range_query_shared(db, expr, start_ms, end_ms, step_ms, None)
+    }
+
+    /// [`Engine::range_query_expr`] that takes the subexpressions `shared` keeps from its
+    /// cache, or evaluates them and leaves them there for the next query.
+    pub fn range_query_shared(
+        &self,
+        db: &dyn Queryable,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        shared: Option<&SharedSubexpressions>,
+    ) -> Result<QueryResult> {
         if step_ms <= 0 {
             return Err(Error::Eval(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -215,7 +235,12 @@ impl Engine {
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
         }
-        eval::run(&self.opts, db, expr, start_ms, end_ms, step_ms, false)
+        let r = eval::Range {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms,
+        };
+        eval::run(&self.opts, db, expr, r, false, shared)
     }
 }
 

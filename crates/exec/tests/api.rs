@@ -213,3 +213,39 @@ fn malformed_trees_give_errors_not_panics() {
         Err(Error::Unsupported(_))
     ));
 }
+
+#[test]
+fn shared_subexpressions_give_the_same_answers() {
+    let db = db();
+    let e = Engine::new(EngineOptions::default());
+    let queries = [
+        "sum by (job) (rate(up[5m]))",
+        "max(rate(up[5m])) / sum(rate(up[5m]))",
+        "rate(up[5m]) > 0.05",
+    ];
+    let keep = ["rate(up[5m])".to_string()];
+    let shared = tsq_exec::SharedSubexpressions::new(keep);
+    for _ in 0..2 {
+        for q in queries {
+            let expr = tsq_parser::parse(q).unwrap();
+            let plain = e
+                .range_query_expr(&db, &expr, 300_000, 600_000, 60_000)
+                .unwrap();
+            let cached = e
+                .range_query_shared(&db, &expr, 300_000, 600_000, 60_000, Some(&shared))
+                .unwrap();
+            assert_eq!(plain.value, cached.value, "{q}");
+            assert_eq!(plain.warnings, cached.warnings, "{q}");
+            assert_eq!(plain.infos, cached.infos, "{q}");
+        }
+    }
+    // Another range gets its own entry, not the first one's values.
+    let expr = tsq_parser::parse("rate(up[5m])").unwrap();
+    let plain = e
+        .range_query_expr(&db, &expr, 360_000, 540_000, 60_000)
+        .unwrap();
+    let cached = e
+        .range_query_shared(&db, &expr, 360_000, 540_000, 60_000, Some(&shared))
+        .unwrap();
+    assert_eq!(plain.value, cached.value);
+}

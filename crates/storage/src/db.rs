@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::block::{write_block, Block, BlockStats, EncodedChunk};
+use crate::block::{write_block, Block, BlockStats, ChunkMeta, EncodedChunk};
 use crate::error::{Error, Result};
 use crate::head::{cut_chunks, merge_runs, Head};
 use crate::labels::{Labels, Matcher, MetricMeta, SeriesData};
@@ -212,6 +212,56 @@ pub struct DbInfo {
 pub struct CommitInfo {
     /// Samples written.
     pub samples: usize,
+}
+
+/// Samples of one series from one source (a block or the head), in time order, as columns.
+#[derive(Default)]
+struct Run {
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+}
+
+impl Run {
+    /// Of the samples from index `from` on, keeps those in `[mint, maxt]`.
+    fn keep_between(&mut self, from: usize, mint: i64, maxt: i64) {
+        let hi = from + self.ts[from..].partition_point(|&t| t <= maxt);
+        self.ts.truncate(hi);
+        self.vs.truncate(hi);
+        let lo = from + self.ts[from..].partition_point(|&t| t < mint);
+        self.ts.drain(from..lo);
+        self.vs.drain(from..lo);
+    }
+
+    /// Of the samples from index `from` on, drops those in `[mint, maxt]` (a tombstone).
+    fn delete_between(&mut self, from: usize, mint: i64, maxt: i64) {
+        let lo = from + self.ts[from..].partition_point(|&t| t < mint);
+        let hi = from + self.ts[from..].partition_point(|&t| t <= maxt);
+        self.ts.drain(lo..hi);
+        self.vs.drain(lo..hi);
+    }
+
+    /// One series from its runs in precedence order (a later run wins at equal timestamps).
+    fn merge(mut runs: Vec<Run>) -> (Vec<i64>, Vec<f64>) {
+        if runs.len() == 1 {
+            let r = runs.pop().expect("one run");
+            return (r.ts, r.vs);
+        }
+        let disjoint = runs.windows(2).all(|w| w[0].ts.last() < w[1].ts.first());
+        if disjoint {
+            let n = runs.iter().map(|r| r.ts.len()).sum();
+            let (mut ts, mut vs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for r in runs {
+                ts.extend_from_slice(&r.ts);
+                vs.extend_from_slice(&r.vs);
+            }
+            return (ts, vs);
+        }
+        let pairs: Vec<Vec<(i64, f64)>> = runs
+            .into_iter()
+            .map(|r| r.ts.into_iter().zip(r.vs).collect())
+            .collect();
+        merge_runs(&pairs).into_iter().unzip()
+    }
 }
 
 impl Db {
@@ -755,84 +805,75 @@ impl Db {
         let st = self.inner.state.read();
         let blocks: Vec<Arc<LiveBlock>> = st.blocks.clone();
         let tombstones = st.manifest.tombstones.clone();
-        // (labels) -> runs in precedence order: blocks by sequence, then head.
-        let mut acc: BTreeMap<Labels, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
-        let mut head_part: Vec<(Labels, Vec<i64>, Vec<f64>)> = Vec::new();
+        // (labels) -> runs in precedence order: blocks by sequence, then head. Runs stay in
+        // columns: a series read from one block (the usual case) is returned as decoded.
+        let mut acc: BTreeMap<Labels, Vec<Run>> = BTreeMap::new();
         for id in st.head.select_ids(matchers) {
-            let (mut ts, mut vals) = (Vec::new(), Vec::new());
-            st.head.samples(id, mint, maxt, &mut ts, &mut vals);
-            if !ts.is_empty() {
-                head_part.push((st.head.labels_of(id), ts, vals));
+            let mut run = Run::default();
+            st.head.samples(id, mint, maxt, &mut run.ts, &mut run.vs);
+            if !run.ts.is_empty() {
+                acc.entry(st.head.labels_of(id)).or_default().push(run);
             }
         }
         drop(st);
         let mut ordered = blocks;
         ordered.sort_by_key(|b| b.seq);
-        let mut only_head: BTreeMap<Labels, (Vec<i64>, Vec<f64>)> = BTreeMap::new();
-        let mut any_block = false;
+        // Block runs go before the head's run of the same series.
+        let mut block_runs: BTreeMap<Labels, Vec<Run>> = BTreeMap::new();
         for lb in &ordered {
             let s = lb.block.stats();
             if s.max_t < mint || s.min_t > maxt {
                 continue;
             }
             for bs in lb.block.select(matchers)? {
-                let (mut ts, mut vals) = (Vec::new(), Vec::new());
-                for m in bs.chunks {
-                    if m.max_t < mint || m.min_t > maxt {
-                        continue;
-                    }
-                    lb.block.decode_chunk(m, &mut ts, &mut vals)?;
-                }
-                let lo = ts.partition_point(|&t| t < mint);
-                let hi = ts.partition_point(|&t| t <= maxt);
-                let mut run: Vec<(i64, f64)> = ts[lo..hi]
+                let wanted: Vec<&ChunkMeta> = bs
+                    .chunks
                     .iter()
-                    .copied()
-                    .zip(vals[lo..hi].iter().copied())
+                    .filter(|m| m.max_t >= mint && m.min_t <= maxt)
                     .collect();
-                for t in tombstones.iter().filter(|t| t.seq > lb.seq) {
-                    if t.matchers.iter().all(|m| m.matches_labels(&bs.labels)) {
-                        run.retain(|&(x, _)| x < t.mint || x > t.maxt);
-                    }
-                }
-                if !run.is_empty() {
-                    any_block = true;
-                    acc.entry(bs.labels).or_default().push(run);
-                }
-            }
-        }
-        for (labels, ts, vals) in head_part {
-            if any_block {
-                acc.entry(labels)
-                    .or_default()
-                    .push(ts.into_iter().zip(vals).collect());
-            } else {
-                only_head.insert(labels, (ts, vals));
-            }
-        }
-        if !any_block {
-            return Ok(only_head
-                .into_iter()
-                .map(|(labels, (timestamps, values))| SeriesData {
-                    labels,
-                    timestamps,
-                    values,
-                })
-                .collect());
-        }
-        Ok(acc
-            .into_iter()
-            .map(|(labels, runs)| {
-                let merged = if runs.len() == 1
-                    || runs
-                        .windows(2)
-                        .all(|w| w[0].last().map(|x| x.0) < w[1].first().map(|x| x.0))
-                {
-                    runs.into_iter().flatten().collect()
-                } else {
-                    merge_runs(&runs)
+                let Some(first) = wanted.first() else {
+                    continue;
                 };
-                let (timestamps, values) = merged.into_iter().unzip();
+                let deleted: Vec<(i64, i64)> = tombstones
+                    .iter()
+                    .filter(|t| t.seq > lb.seq)
+                    .filter(|t| t.matchers.iter().all(|m| m.matches_labels(&bs.labels)))
+                    .map(|t| (t.mint, t.maxt))
+                    .collect();
+                let runs = block_runs.entry(bs.labels).or_default();
+                // Samples that follow the previous block's are decoded onto the end of its
+                // run, so that a series spread over blocks is not copied again to merge.
+                let follows = runs
+                    .last()
+                    .is_some_and(|r| r.ts.last().is_some_and(|&t| t < first.min_t));
+                if !follows {
+                    runs.push(Run::default());
+                }
+                let run = runs.last_mut().expect("pushed above");
+                let from = run.ts.len();
+                let n: usize = wanted.iter().map(|m| m.count as usize).sum();
+                run.ts.reserve(n);
+                run.vs.reserve(n);
+                for m in wanted {
+                    lb.block.decode_chunk(m, &mut run.ts, &mut run.vs)?;
+                }
+                run.keep_between(from, mint, maxt);
+                for (dmin, dmax) in deleted {
+                    run.delete_between(from, dmin, dmax);
+                }
+                if run.ts.is_empty() {
+                    runs.pop();
+                }
+            }
+        }
+        for (labels, head) in acc {
+            block_runs.entry(labels).or_default().extend(head);
+        }
+        Ok(block_runs
+            .into_iter()
+            .filter(|(_, runs)| !runs.is_empty())
+            .map(|(labels, runs)| {
+                let (timestamps, values) = Run::merge(runs);
                 SeriesData {
                     labels,
                     timestamps,

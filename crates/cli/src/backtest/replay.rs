@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use tsq::exec::alert::{AlertEvent, AlertMachine};
-use tsq::exec::{Engine, MemStorage, Queryable, Value};
+use tsq::exec::{Engine, MemStorage, Queryable, SharedSubexpressions, Value};
 use tsq::parser::{DurationExpr, Expr};
 use tsq::storage::{Labels, Matcher, SeriesData};
 
@@ -21,22 +21,28 @@ const MAX_STEPS: i64 = 11_001;
 /// The database plus the series recorded by recording rules so far (recorded samples win
 /// over stored ones at equal timestamps).
 pub struct Overlay<'a> {
-    base: &'a dyn Queryable,
-    recorded: MemStorage,
+    base: &'a (dyn Queryable + Sync),
+    recorded: std::sync::RwLock<MemStorage>,
 }
 
 impl<'a> Overlay<'a> {
     /// An overlay over `base` with nothing recorded.
-    pub fn new(base: &'a dyn Queryable) -> Self {
+    pub fn new(base: &'a (dyn Queryable + Sync)) -> Self {
         Overlay {
             base,
-            recorded: MemStorage::new(),
+            recorded: std::sync::RwLock::new(MemStorage::new()),
         }
     }
 
-    /// Records one sample.
-    pub fn add(&mut self, labels: Labels, t: i64, v: f64) {
-        self.recorded.add(labels, t, v);
+    /// Records samples.
+    pub fn extend(&self, samples: Vec<(Labels, i64, f64)>) {
+        let mut rec = self
+            .recorded
+            .write()
+            .expect("no panics while holding the lock");
+        for (labels, t, v) in samples {
+            rec.add(labels, t, v);
+        }
     }
 }
 
@@ -48,10 +54,16 @@ impl Queryable for Overlay<'_> {
         maxt_ms: i64,
     ) -> tsq::storage::Result<Vec<SeriesData>> {
         let mut base = self.base.select(matchers, mint_ms, maxt_ms)?;
-        if self.recorded.num_series() == 0 {
-            return Ok(base);
-        }
-        let rec = self.recorded.select(matchers, mint_ms, maxt_ms)?;
+        let rec = {
+            let recorded = self
+                .recorded
+                .read()
+                .expect("no panics while holding the lock");
+            if recorded.num_series() == 0 {
+                return Ok(base);
+            }
+            recorded.select(matchers, mint_ms, maxt_ms)?
+        };
         if rec.is_empty() {
             return Ok(base);
         }
@@ -193,6 +205,7 @@ struct Steps {
 fn evaluate(
     engine: &Engine,
     db: &dyn Queryable,
+    shared: &SharedSubexpressions,
     expr: &Expr,
     qstart: i64,
     step: i64,
@@ -217,7 +230,7 @@ fn evaluate(
     while k0 < n {
         let k1 = (k0 + MAX_STEPS as usize).min(n);
         let (s, e) = (qstart + k0 as i64 * step, qstart + (k1 as i64 - 1) * step);
-        match engine.range_query_expr(db, expr, s, e, step) {
+        match engine.range_query_shared(db, expr, s, e, step, Some(shared)) {
             Ok(res) => {
                 let Value::Matrix(m) = res.value else {
                     anyhow::bail!("range query returned a {}", res.value.type_name());
@@ -312,40 +325,121 @@ fn selected_names(e: &Expr, out: &mut Vec<String>) -> bool {
     }
 }
 
-/// True when no group reads a series recorded by another group: the groups can then be
-/// replayed concurrently (as Prometheus runs them), each over its own overlay.
-fn groups_independent(file: &RuleFile) -> bool {
-    let mut recorded_by: HashMap<&str, usize> = HashMap::new();
-    for (gi, g) in file.groups.iter().enumerate() {
-        for r in &g.rules {
-            if let RuleKind::Record(n) = &r.kind {
-                recorded_by.insert(n.as_str(), gi);
-            }
-        }
-    }
-    if recorded_by.is_empty() {
-        return true;
-    }
-    for (gi, g) in file.groups.iter().enumerate() {
-        for r in &g.rules {
+/// The rules that must be replayed before each rule (indexes into `rules`, all smaller than
+/// the rule's own): an earlier rule that records a series the rule reads, that reads a series
+/// the rule records, or that records the same name. A rule whose selectors do not all name
+/// their metric is ordered after every earlier recording rule and before every later one.
+/// Replaying in any order that respects these edges gives the result of replaying the rules
+/// one after the other in file order.
+fn rule_dependencies(rules: &[&Rule]) -> Vec<Vec<usize>> {
+    let reads: Vec<Option<Vec<String>>> = rules
+        .iter()
+        .map(|r| {
             let mut names = Vec::new();
-            if !selected_names(&r.expr, &mut names) {
-                return false;
-            }
-            if names
-                .iter()
-                .any(|n| recorded_by.get(n.as_str()).is_some_and(|&o| o != gi))
-            {
-                return false;
-            }
-        }
-    }
-    true
+            selected_names(&r.expr, &mut names).then_some(names)
+        })
+        .collect();
+    let records = |r: &Rule| match &r.kind {
+        RuleKind::Record(n) => Some(n.clone()),
+        RuleKind::Alert(_) => None,
+    };
+    // Does a rule reading `reads` see what a rule recording `name` writes?
+    let sees = |reads: &Option<Vec<String>>, name: &Option<String>| match (reads, name) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(rs), Some(n)) => rs.contains(n),
+    };
+    (0..rules.len())
+        .map(|j| {
+            let rec_j = records(rules[j]);
+            (0..j)
+                .filter(|&i| {
+                    let rec_i = records(rules[i]);
+                    sees(&reads[j], &rec_i)
+                        || sees(&reads[i], &rec_j)
+                        || (rec_i.is_some() && rec_i == rec_j)
+                })
+                .collect()
+        })
+        .collect()
 }
 
-/// Replays every group of `file`; recorded series of earlier rules (and earlier groups) are
-/// visible to later ones. Groups that read nothing recorded by another group are replayed on
-/// two threads.
+/// The subexpressions (printed) that more than one rule computes and that read no recorded
+/// series: the rules share one evaluation of each (when their groups evaluate at the same
+/// times).
+fn shared_subexpressions(rules: &[&Rule]) -> Vec<String> {
+    let recorded: Vec<&str> = rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RuleKind::Record(n) => Some(n.as_str()),
+            RuleKind::Alert(_) => None,
+        })
+        .collect();
+    let mut rules_of: HashMap<String, usize> = HashMap::new();
+    for r in rules {
+        let mut mine: Vec<String> = Vec::new();
+        r.expr.visit(&mut |e| {
+            if !matches!(e, Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_)) {
+                return;
+            }
+            let mut names = Vec::new();
+            if selected_names(e, &mut names) && !names.iter().any(|n| recorded.contains(&&**n)) {
+                mine.push(e.to_string());
+            }
+        });
+        mine.sort();
+        mine.dedup();
+        for k in mine {
+            *rules_of.entry(k).or_default() += 1;
+        }
+    }
+    rules_of
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// When one group's rules are evaluated.
+struct GroupPlan {
+    /// Evaluation interval (ms).
+    iv: i64,
+    /// First replayed evaluation (before `from` by the longest `for + keep_firing_for` and
+    /// the warm-up of recorded series).
+    first: i64,
+    /// Number of replayed evaluations.
+    n: usize,
+}
+
+impl GroupPlan {
+    fn new(g: &super::rules::Group, warmup: i64, opts: &ReplayOptions) -> Self {
+        let iv = g.interval_ms.unwrap_or(opts.default_interval).max(1);
+        let lead = g
+            .rules
+            .iter()
+            .map(|r| r.for_ms + r.keep_firing_for_ms)
+            .max()
+            .unwrap_or(0)
+            + warmup;
+        let first = (opts.from - lead).div_euclid(iv) * iv
+            + if (opts.from - lead).rem_euclid(iv) == 0 {
+                0
+            } else {
+                iv
+            };
+        let last = opts.to.div_euclid(iv) * iv;
+        let n = if last >= first {
+            ((last - first) / iv + 1) as usize
+        } else {
+            0
+        };
+        GroupPlan { iv, first, n }
+    }
+}
+
+/// Replays every rule of `file`. Recorded series of earlier rules (and earlier groups) are
+/// visible to later ones, as when the rules run one after the other in file order; rules that
+/// do not depend on each other ([`rule_dependencies`]) are replayed on two threads.
 pub fn replay(
     db: &(dyn Queryable + Sync),
     file: &RuleFile,
@@ -368,103 +462,129 @@ pub fn replay(
     } else {
         0
     };
-    if file.groups.len() < 2 || !groups_independent(file) {
-        let mut overlay = Overlay::new(db);
-        let mut out = Vec::new();
-        for g in &file.groups {
-            out.extend(replay_group(&mut overlay, g, warmup, opts)?);
-        }
-        return Ok(out);
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Vec<RuleOutcome>>>>> = file
+    let plans: Vec<GroupPlan> = file
         .groups
         .iter()
-        .map(|_| std::sync::Mutex::new(None))
+        .map(|g| GroupPlan::new(g, warmup, opts))
         .collect();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(g) = file.groups.get(i) else {
-                    break;
-                };
-                let mut overlay = Overlay::new(db);
-                let r = replay_group(&mut overlay, g, warmup, opts);
-                *results[i].lock().expect("no panics while holding the lock") = Some(r);
-            });
-        }
-    });
-    let mut out = Vec::new();
-    for r in results {
-        let r = r.into_inner().expect("no panics while holding the lock");
-        out.extend(r.expect("every group was replayed")?);
+    let tasks: Vec<(usize, &Rule)> = file
+        .groups
+        .iter()
+        .enumerate()
+        .flat_map(|(gi, g)| g.rules.iter().map(move |r| (gi, r)))
+        .collect();
+    let rules: Vec<&Rule> = tasks.iter().map(|&(_, r)| r).collect();
+    let deps = rule_dependencies(&rules);
+    let overlay = Overlay::new(db);
+    let shared = SharedSubexpressions::new(shared_subexpressions(&rules));
+    let run = |i: usize| {
+        let (gi, rule) = tasks[i];
+        replay_rule(&overlay, &shared, &file.groups[gi], &plans[gi], rule, opts)
+    };
+
+    struct Sched {
+        started: Vec<bool>,
+        done: Vec<bool>,
+        failed: bool,
+        results: Vec<Option<Result<RuleOutcome>>>,
     }
-    Ok(out)
+    let sched = std::sync::Mutex::new(Sched {
+        started: vec![false; tasks.len()],
+        done: vec![false; tasks.len()],
+        failed: false,
+        results: tasks.iter().map(|_| None).collect(),
+    });
+    let wake = std::sync::Condvar::new();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 2);
+    let worker = || {
+        let mut s = sched.lock().expect("no panics while holding the lock");
+        loop {
+            if s.failed || s.started.iter().all(|&b| b) {
+                return;
+            }
+            let ready =
+                (0..tasks.len()).find(|&i| !s.started[i] && deps[i].iter().all(|&d| s.done[d]));
+            let Some(i) = ready else {
+                s = wake.wait(s).expect("no panics while holding the lock");
+                continue;
+            };
+            s.started[i] = true;
+            drop(s);
+            let r = run(i);
+            s = sched.lock().expect("no panics while holding the lock");
+            s.failed |= r.is_err();
+            s.results[i] = Some(r);
+            s.done[i] = true;
+            wake.notify_all();
+        }
+    };
+    std::thread::scope(|sc| {
+        for _ in 1..threads {
+            sc.spawn(worker);
+        }
+        worker();
+    });
+    let results = sched
+        .into_inner()
+        .expect("no panics while holding the lock")
+        .results;
+    // After a failure, rules not yet started are skipped: report the first failure in file
+    // order.
+    if let Some(e) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+        return Err(results
+            .into_iter()
+            .nth(e)
+            .flatten()
+            .expect("found above")
+            .unwrap_err());
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every rule ran").expect("no rule failed"))
+        .collect())
 }
 
-fn replay_group(
-    overlay: &mut Overlay<'_>,
+fn replay_rule(
+    overlay: &Overlay<'_>,
+    shared: &SharedSubexpressions,
     g: &super::rules::Group,
-    warmup: i64,
+    plan: &GroupPlan,
+    rule: &Rule,
     opts: &ReplayOptions,
-) -> Result<Vec<RuleOutcome>> {
-    let mut out = Vec::new();
-    let iv = g.interval_ms.unwrap_or(opts.default_interval).max(1);
-    let lead = g
-        .rules
-        .iter()
-        .map(|r| r.for_ms + r.keep_firing_for_ms)
-        .max()
-        .unwrap_or(0)
-        + warmup;
-    let first = (opts.from - lead).div_euclid(iv) * iv
-        + if (opts.from - lead).rem_euclid(iv) == 0 {
-            0
-        } else {
-            iv
-        };
-    let last = opts.to.div_euclid(iv) * iv;
-    let n = if last >= first {
-        ((last - first) / iv + 1) as usize
-    } else {
-        0
+) -> Result<RuleOutcome> {
+    let &GroupPlan { iv, first, n } = plan;
+    let mut o = RuleOutcome {
+        group: g.name.clone(),
+        rule: rule.clone(),
+        interval_ms: iv,
+        query_offset_ms: g.query_offset_ms,
+        limit: g.limit,
+        evaluations: (0..n)
+            .filter(|k| first + *k as i64 * iv >= opts.from)
+            .count(),
+        alerts: Vec::new(),
+        pending_never_fired: 0,
+        series: 0,
+        errors: Vec::new(),
     };
-    for rule in &g.rules {
-        let mut o = RuleOutcome {
-            group: g.name.clone(),
-            rule: rule.clone(),
-            interval_ms: iv,
-            query_offset_ms: g.query_offset_ms,
-            limit: g.limit,
-            evaluations: (0..n)
-                .filter(|k| first + *k as i64 * iv >= opts.from)
-                .count(),
-            alerts: Vec::new(),
-            pending_never_fired: 0,
-            series: 0,
-            errors: Vec::new(),
-        };
-        if n > 0 {
-            let qstart = first - g.query_offset_ms;
-            let steps = evaluate(&opts.engine, &*overlay, &rule.expr, qstart, iv, n)?;
-            match &rule.kind {
-                RuleKind::Record(name) => record(
-                    overlay, name, rule, g.limit, &steps, qstart, iv, first, opts, &mut o,
-                ),
-                RuleKind::Alert(name) => {
-                    alert(name, rule, g.limit, &steps, first, iv, opts, &mut o)
-                }
+    if n > 0 {
+        let qstart = first - g.query_offset_ms;
+        let steps = evaluate(&opts.engine, overlay, shared, &rule.expr, qstart, iv, n)?;
+        match &rule.kind {
+            RuleKind::Record(name) => {
+                let samples = record(name, rule, g.limit, &steps, qstart, iv, first, opts, &mut o);
+                overlay.extend(samples);
             }
+            RuleKind::Alert(name) => alert(name, rule, g.limit, &steps, first, iv, opts, &mut o),
         }
-        out.push(o);
     }
-    Ok(out)
+    Ok(o)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn record(
-    overlay: &mut Overlay<'_>,
     name: &str,
     rule: &Rule,
     limit: usize,
@@ -474,7 +594,8 @@ fn record(
     first: i64,
     opts: &ReplayOptions,
     o: &mut RuleOutcome,
-) {
+) -> Vec<(Labels, i64, f64)> {
+    let mut samples = Vec::new();
     let mut out_ids: HashMap<Labels, u32> = HashMap::new();
     let mut out_labels: Vec<Labels> = Vec::new();
     let series_out: Vec<u32> = steps
@@ -532,22 +653,23 @@ fn record(
         for &(s, v) in entries {
             let id = series_out[s as usize];
             written[id as usize] = true;
-            overlay.add(out_labels[id as usize].clone(), tq, v);
+            samples.push((out_labels[id as usize].clone(), tq, v));
         }
         // Series that disappeared get a staleness marker, as Prometheus writes.
         for &p in &prev {
             if seen_at[p as usize] != k {
-                overlay.add(
+                samples.push((
                     out_labels[p as usize].clone(),
                     tq,
                     f64::from_bits(tsq::storage::STALE_NAN_BITS),
-                );
+                ));
             }
         }
         prev.clear();
         prev.extend(entries.iter().map(|&(s, _)| series_out[s as usize]));
     }
     o.series = written.iter().filter(|w| **w).count();
+    samples
 }
 
 struct Open {
@@ -760,4 +882,112 @@ fn alert(
     histories.retain(|h| !h.episodes.is_empty());
     histories.sort_by(|a, b| a.labels.cmp(&b.labels));
     o.alerts = histories;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsq::exec::EngineOptions;
+
+    fn file(yaml: &str) -> RuleFile {
+        super::super::rules::parse_str("test.yml", yaml).expect("valid rule file")
+    }
+
+    #[test]
+    fn dependencies_follow_recorded_names() {
+        let f = file(
+            r#"
+groups:
+  - name: g
+    rules:
+      - record: a
+        expr: sum(x)
+      - record: b
+        expr: a * 2
+      - alert: OnX
+        expr: x > 1
+      - alert: OnAnything
+        expr: '{__name__=~".+"} > 1'
+      - record: e
+        expr: x + 1
+      - alert: ReadsLater
+        expr: f > 0
+      - record: f
+        expr: x
+      - record: a
+        expr: x * 3
+"#,
+        );
+        let rules: Vec<&Rule> = f.groups.iter().flat_map(|g| &g.rules).collect();
+        let deps = rule_dependencies(&rules);
+        assert_eq!(deps[0], Vec::<usize>::new());
+        assert_eq!(deps[1], vec![0], "b reads a");
+        assert_eq!(deps[2], Vec::<usize>::new(), "x is recorded by no rule");
+        assert_eq!(
+            deps[3],
+            vec![0, 1],
+            "an unnamed selector reads every record"
+        );
+        assert_eq!(deps[4], vec![3], "e must wait for the unnamed reader");
+        assert_eq!(deps[5], Vec::<usize>::new(), "two readers need no order");
+        assert_eq!(
+            deps[6],
+            vec![3, 5],
+            "f is read by two earlier rules: they go first"
+        );
+        assert_eq!(
+            deps[7],
+            vec![0, 1, 3],
+            "a second record of a: after the first, its reader and the unnamed reader"
+        );
+    }
+
+    #[test]
+    fn replay_matches_file_order_semantics() {
+        // `early` reads `late` before `late` is recorded: in file order it sees nothing,
+        // however the two threads are scheduled. `after` reads `rec` recorded before it.
+        let mut db = MemStorage::new();
+        for k in 0..60 {
+            let l = Labels::new([("__name__", "x"), ("job", "j")]);
+            db.add(l, k * 60_000, 5.0);
+        }
+        let f = file(
+            r#"
+groups:
+  - name: g
+    interval: 1m
+    rules:
+      - alert: Early
+        expr: late > 0
+      - record: rec
+        expr: x * 2
+      - alert: After
+        expr: rec > 9
+      - record: late
+        expr: x
+"#,
+        );
+        let opts = ReplayOptions {
+            from: 10 * 60_000,
+            to: 50 * 60_000,
+            default_interval: 60_000,
+            engine: Engine::new(EngineOptions::default()),
+        };
+        for _ in 0..5 {
+            let out = replay(&db, &f, &opts).expect("replays");
+            let names: Vec<&str> = out.iter().map(|o| o.rule.name()).collect();
+            assert_eq!(
+                names,
+                ["Early", "rec", "After", "late"],
+                "outcomes in file order"
+            );
+            assert!(
+                out[0].alerts.is_empty(),
+                "Early must not see the later record"
+            );
+            assert_eq!(out[2].alerts.len(), 1, "After sees rec = 10 > 9");
+            assert_eq!(out[1].series, 1);
+            assert_eq!(out[3].series, 1);
+        }
+    }
 }
