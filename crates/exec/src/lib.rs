@@ -8,7 +8,8 @@
 //! once over the whole query range, and range functions slide their windows per series over
 //! the decoded buffers instead of re-selecting per step.
 
-#![forbid(unsafe_code)]
+// The one exception, `funcs::avx`, calls kernels compiled for AVX after checking the CPU.
+#![deny(unsafe_code)]
 
 pub use tsq_parser as parser;
 pub use tsq_storage as storage;
