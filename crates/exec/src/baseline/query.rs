@@ -128,6 +128,11 @@ pub(crate) fn range_input(ev: &mut Evaluator, e: &Expr, r: &Range) -> Result<Ran
             by_season: false,
         });
     };
+    if matches!(e, Expr::MatrixSelector(ms) if ms.modifier.is_some()) {
+        return Err(crate::Error::Unsupported(
+            "seasons() after the anchored or smoothed modifier is not implemented yet".into(),
+        ));
+    }
     let spec = season_spec(ev, sa)?;
     let range_ms = ev.duration_ms(range_expr)?;
     if range_ms <= 0 {
