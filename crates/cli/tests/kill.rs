@@ -17,24 +17,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tsq::formats::{self, Event, ParseOptions};
-use tsq::storage::{Db, Labels, MatchOp, Matcher};
+use tsq::storage::Labels;
 
 const BATCH: usize = 1_000;
 
 mod common;
-use common::{ok_as as ok, tsq};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+use common::{db_state, ok_as as ok, tsq, Rng};
 
 /// One sample of the file: (labels, t, value bits, 1-based line).
 type Sample = (Labels, i64, u64, usize);
@@ -56,20 +44,6 @@ fn file_samples(data: &[u8]) -> Vec<Sample> {
     })
     .map_err(|_| "parse")
     .unwrap();
-    out
-}
-
-type State = BTreeMap<(Labels, i64), u64>;
-
-fn db_state(dir: &Path) -> State {
-    let db = Db::open_read_only(dir).expect("read-only open after kill");
-    let all = Matcher::new(MatchOp::Regex, "__name__", ".+", true).unwrap();
-    let mut out = State::new();
-    for s in db.select(&[all], i64::MIN, i64::MAX).unwrap() {
-        for (t, v) in s.timestamps.iter().zip(&s.values) {
-            out.insert((s.labels.clone(), *t), v.to_bits());
-        }
-    }
     out
 }
 

@@ -12,47 +12,20 @@
 //! CI does a few kills of each; `TSQ_KILL_TRIALS=100 cargo test --release -p tsq-cli --test
 //! kill_maintenance` runs the long campaign (`TSQ_KILL_SEED` picks the seed).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tsq::storage::{Db, Labels, MatchOp, Matcher, SyncPolicy};
+use tsq::storage::{Db, Labels, SyncPolicy};
 
 mod common;
-use common::{ok_as as ok, stderr, stdout, tsq};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+use common::{db_state, ok_as as ok, stderr, stdout, tsq, Rng};
 
 fn trials() -> (usize, u64) {
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
     let n = env("TSQ_KILL_TRIALS").unwrap_or(3) as usize;
     (n, env("TSQ_KILL_SEED").unwrap_or(5))
-}
-
-type State = BTreeMap<(Labels, i64), u64>;
-
-fn db_state(dir: &Path) -> State {
-    let db = Db::open_read_only(dir).expect("read-only open after kill");
-    let all = Matcher::new(MatchOp::Regex, "__name__", ".+", true).unwrap();
-    let mut out = State::new();
-    for s in db.select(&[all], i64::MIN, i64::MAX).unwrap() {
-        for (t, v) in s.timestamps.iter().zip(&s.values) {
-            out.insert((s.labels.clone(), *t), v.to_bits());
-        }
-    }
-    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {

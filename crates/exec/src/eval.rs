@@ -1267,19 +1267,7 @@ impl<'a> Evaluator<'a> {
                 let et = self.eval_times(r, &vs.at, &vs.offset)?;
                 let min = *et.iter().min().unwrap_or(&0);
                 let max = *et.iter().max().unwrap_or(&0);
-                let mut raw = self.select(vs, min - range_ms, max)?;
-                for s in &mut raw {
-                    if s.vs.iter().any(|v| is_stale_nan(*v)) {
-                        let (ts, vs): (Vec<i64>, Vec<f64>) =
-                            s.ts.iter()
-                                .zip(&s.vs)
-                                .filter(|(_, v)| !is_stale_nan(**v))
-                                .map(|(t, v)| (*t, *v))
-                                .unzip();
-                        s.ts = ts;
-                        s.vs = vs;
-                    }
-                }
+                let mut raw = drop_stale(self.select(vs, min - range_ms, max)?);
                 raw.retain(|s| !s.ts.is_empty());
                 Ok(RangeArg {
                     series: raw,
