@@ -500,6 +500,32 @@ impl Parser {
         }
     }
 
+    /// True when `next`, a fresh parser (same options) fed the input that follows the
+    /// complete lines this parser has read, reported exactly the events and errors that this
+    /// parser would have reported continuing through that input (with line numbers counted
+    /// from the restart: add this parser's [`ParseSummary::lines`]). Call it once both have
+    /// read their part, and before `next` is finished.
+    ///
+    /// This lets a caller parse the two halves of a large input on two threads: cut at any
+    /// line start, parse both halves with their own parser, then ask the first half's
+    /// parser whether the second half's result stands; when it says false, feed the second
+    /// half to the first half's parser instead. Influx line protocol carries no state from
+    /// line to line (always true). Prometheus and OpenMetrics text carry `# EOF` and the
+    /// current metric family: false when the first half ends after `# EOF` or with
+    /// descriptors not yet followed by a sample, or when the second half names the first
+    /// half's last family in its first descriptor or holds `_created` samples of it before
+    /// that. CSV: never (the header names the columns).
+    pub fn can_continue_with(&self, next: &Parser) -> bool {
+        if self.skipping_line || self.opts != next.opts {
+            return false;
+        }
+        match (&self.kind, &next.kind) {
+            (Kind::Text(p), Kind::Text(n)) => p.can_continue_with(n),
+            (Kind::Influx(_), Kind::Influx(_)) => true,
+            _ => false,
+        }
+    }
+
     /// Parses the complete lines at the start of `input` (up to its last line break) and
     /// returns how many bytes it used: keep the rest and pass it again, with more input
     /// appended, to the next `feed` or to [`finish`](Self::finish). A chunk with no line

@@ -517,3 +517,78 @@ fn feeding_an_over_long_line() {
         "2:9: line longer than 8 bytes; expected a line break"
     );
 }
+
+/// `can_continue_with`: wherever an input is cut, when the first half's parser says the
+/// second half's fresh parser stands, the two report exactly the events of one pass
+/// (metadata included, line numbers shifted by the first half's lines); and it says so for
+/// cuts at a new family.
+#[test]
+fn two_halves_equal_one_pass_when_can_continue_with_says_so() {
+    type Ev = (usize, String, i64, u64);
+    fn sink(
+        out: &mut Vec<Ev>,
+        shift: usize,
+    ) -> impl FnMut(Event<'_>) -> Result<(), std::convert::Infallible> + '_ {
+        move |ev| {
+            out.push(match ev {
+                Event::Sample(r) => (
+                    r.line + shift,
+                    r.series_key.to_string(),
+                    r.timestamp_ms,
+                    r.value.to_bits(),
+                ),
+                Event::Metadata { metric, meta } => (
+                    0,
+                    format!("{metric} {:?} {}", meta.metric_type, meta.help),
+                    0,
+                    0,
+                ),
+            });
+            Ok(())
+        }
+    }
+    let om = "# TYPE a counter\na_total 1 1\na_created 5 1\na_total 2 2\n# TYPE b gauge\n# HELP b h\nb 1 1\n# HELP b later\nb 2 2\n# TYPE c summary\nc_count 1 1\nc_created 1 1\n# TYPE d gauge\nd 1 1\n# EOF\n";
+    let prom = "# TYPE a counter\na 1 1\n# comment\n# HELP b x\nb 1 1\nb 2 2\n";
+    let lp = "m,t=a f=1 1\nm f=2,g=3 2\n# c\nm,t=b f=4 3\n";
+    for (format, text) in [
+        (Format::OpenMetrics, om),
+        (Format::Prometheus, prom),
+        (Format::Influx, lp),
+    ] {
+        let opts = ParseOptions::new(format);
+        let mut whole = Vec::new();
+        parse(text.as_bytes(), &opts, sink(&mut whole, 0)).unwrap();
+        let mut stood = 0;
+        for (at, _) in text.match_indices('\n') {
+            let at = at + 1;
+            if at == text.len() {
+                continue;
+            }
+            let mut p1 = Parser::new(&opts);
+            let mut got = Vec::new();
+            assert_eq!(
+                p1.feed(&text.as_bytes()[..at], sink(&mut got, 0)).unwrap(),
+                at
+            );
+            let mut p2 = Parser::new(&opts);
+            let lines = p1.summary().lines;
+            let rest = &text.as_bytes()[at..];
+            let used = p2
+                .feed(rest, |_| Ok::<(), std::convert::Infallible>(()))
+                .unwrap();
+            assert_eq!(used, rest.len());
+            if p1.can_continue_with(&p2) {
+                stood += 1;
+                parse(rest, &opts, sink(&mut got, lines)).unwrap();
+                assert_eq!(got, whole, "{format} cut at {at}");
+            }
+        }
+        assert!(stood >= 2, "{format}: {stood}");
+    }
+    // Never across a CSV header, nor between parsers of different options.
+    let csv = ParseOptions::new(Format::Csv);
+    assert!(!Parser::new(&csv).can_continue_with(&Parser::new(&csv)));
+    let om = ParseOptions::new(Format::OpenMetrics);
+    let prom = ParseOptions::new(Format::Prometheus);
+    assert!(!Parser::new(&om).can_continue_with(&Parser::new(&prom)));
+}

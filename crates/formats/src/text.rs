@@ -29,7 +29,15 @@ pub(crate) struct TextParser {
     /// same series (the usual layout) skip the label scan.
     last_key: String,
     last_scan: Option<SeriesScan>,
+    /// The family named by the first descriptor read, and the `_created` sample names reported
+    /// before it (at most [`CREATED_KEPT`]; `created_overflow` past that): what
+    /// [`TextParser::can_continue_with`] needs to know of a parser started mid-input.
+    first_family: Option<String>,
+    created_before: Vec<String>,
+    created_overflow: bool,
 }
+
+const CREATED_KEPT: usize = 16;
 
 #[inline]
 fn is_blank(c: u8) -> bool {
@@ -63,7 +71,39 @@ impl TextParser {
             spans: Vec::with_capacity(16),
             last_key: String::new(),
             last_scan: None,
+            first_family: None,
+            created_before: Vec::new(),
+            created_overflow: false,
         }
+    }
+
+    /// True when `next`, a fresh parser fed the input that follows what this one has read,
+    /// reported exactly what this one would report continuing (see
+    /// [`crate::Parser::can_continue_with`]). This parser's state that matters past a line
+    /// break is: `# EOF` read, metadata not yet reported, and the current family (its
+    /// `_created` samples are skipped, its descriptors after samples re-report it). So: no
+    /// `# EOF` and nothing pending here, and `next` neither named this family in its first
+    /// descriptor nor reported one of its `_created` samples before that descriptor. From
+    /// `next`'s first descriptor on, both parsers are in the same state.
+    pub(crate) fn can_continue_with(&self, next: &TextParser) -> bool {
+        if self.eof_seen || self.family.dirty || next.created_overflow || self.om != next.om {
+            return false;
+        }
+        if next.first_family.as_deref() == Some(self.family.name.as_str()) {
+            return false;
+        }
+        let skips_created = self.om
+            && !self.keep_created
+            && matches!(
+                self.family.meta.metric_type,
+                MetricType::Counter | MetricType::Histogram | MetricType::Summary
+            );
+        !(skips_created
+            && next.created_before.iter().any(|n| {
+                n.len() == self.family.name.len() + 8
+                    && n.starts_with(self.family.name.as_str())
+                    && n.ends_with("_created")
+            }))
     }
 
     /// Emits the pending metadata. `sample_name` is the first sample's metric name, when a
@@ -178,6 +218,9 @@ impl TextParser {
                 format!("expected ' ' after the metric name in '# {kw}'"),
             )
             .into());
+        }
+        if self.first_family.is_none() {
+            self.first_family = Some(name.to_string());
         }
         if self.family.name != *name {
             self.flush_meta(None, f).map_err(Fail::Callback)?;
@@ -399,6 +442,13 @@ impl LineParser for TextParser {
             && name.ends_with("_created")
         {
             return Ok(0);
+        }
+        if self.first_family.is_none() && name.ends_with("_created") {
+            if self.created_before.len() < CREATED_KEPT {
+                self.created_before.push(name.to_string());
+            } else {
+                self.created_overflow = true;
+            }
         }
         f(Event::Sample(Record {
             series_key: &line[..scan.end],
