@@ -12,8 +12,10 @@
 //! | series               |  u32 count, then per series: uvarint n_labels,
 //! |                      |  (uvarint name, uvarint value) symbol ids, uvarint first chunk,
 //! |                      |  uvarint chunk count
-//! | padding to 8         |
-//! | chunk metas          |  n_chunks x 80 B (ChunkMeta), sorted by series then time
+//! | padding to 8 (v1)    |
+//! | chunk metas          |  v1: n_chunks x 80 B (ChunkMeta); v2: n_chunks compact records
+//! |                      |  (varints, implicit offsets, repeated statistics elided);
+//! |                      |  sorted by series then time
 //! +----------------------+  footer_off = len - 64
 //! | footer (64 B)        |  offsets, time range, index crc, footer crc, magic "TSQBEND1"
 //! +----------------------+
@@ -25,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 use bytemuck::{Pod, Zeroable};
 
 use crate::codec;
-use crate::enc::{put_uvarint, Reader};
+use crate::enc::{put_uvarint, put_varint, Reader};
 use crate::error::{Error, Result};
 use crate::index::{resolve_labels, Postings, SymLabels, Symbols};
 use crate::labels::{is_stale_nan, Labels, Matcher};
@@ -35,8 +37,10 @@ use crate::vfs::{Bytes, Vfs};
 pub const MAGIC: &[u8; 8] = b"TSQBLOCK";
 /// Footer magic.
 pub const END_MAGIC: &[u8; 8] = b"TSQBEND1";
-/// Current block format version.
-pub const VERSION: u32 = 1;
+/// Current block format version (written by [`write_block`]); version 1 blocks stay readable.
+pub const VERSION: u32 = 2;
+/// Block format version 1: 80-byte chunk metas.
+pub const VERSION_V1: u32 = 1;
 const HEADER_LEN: usize = 16;
 const FOOTER_LEN: usize = 64;
 
@@ -138,9 +142,21 @@ pub fn write_block(
     name: &str,
     series: &[(Labels, Vec<EncodedChunk>)],
 ) -> Result<BlockStats> {
+    write_block_version(vfs, dir, name, series, VERSION)
+}
+
+/// [`write_block`] in a given format version (1 or 2); version 1 only for tests of old
+/// blocks.
+fn write_block_version(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    name: &str,
+    series: &[(Labels, Vec<EncodedChunk>)],
+    version: u32,
+) -> Result<BlockStats> {
     let mut buf: Vec<u8> = Vec::new();
     buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&version.to_le_bytes());
     buf.extend_from_slice(&0u32.to_le_bytes());
     let mut metas: Vec<ChunkMeta> = Vec::new();
     let mut symbols = Symbols::default();
@@ -185,11 +201,18 @@ pub fn write_block(
         put_uvarint(&mut buf, u64::from(*first));
         put_uvarint(&mut buf, u64::from(*n));
     }
-    while buf.len() % 8 != 0 {
-        buf.push(0);
-    }
-    let meta_off = buf.len() as u64;
-    buf.extend_from_slice(bytemuck::cast_slice(&metas));
+    let meta_off = if version == VERSION_V1 {
+        while buf.len() % 8 != 0 {
+            buf.push(0);
+        }
+        let meta_off = buf.len() as u64;
+        buf.extend_from_slice(bytemuck::cast_slice(&metas));
+        meta_off
+    } else {
+        let meta_off = buf.len() as u64;
+        write_compact_metas(&metas, &mut buf);
+        meta_off
+    };
     let index_crc = crc32fast::hash(&buf[index_off as usize..]);
     let footer_start = buf.len();
     buf.extend_from_slice(&index_off.to_le_bytes());
@@ -220,6 +243,134 @@ pub fn write_block(
         n_chunks: metas.len() as u64,
         bytes: buf.len() as u64,
     })
+}
+
+/// `same` bits of a compact (version 2) chunk meta: which statistics repeat another one and
+/// are therefore not stored.
+const SAME_LAST_FIRST: u8 = 1;
+const SAME_MIN_FIRST: u8 = 2;
+const SAME_MIN_LAST: u8 = 4;
+const SAME_MAX_FIRST: u8 = 8;
+const SAME_MAX_LAST: u8 = 16;
+/// Smallest compact chunk meta: six one-byte varints, the CRC, first and sum.
+const MIN_COMPACT_META: usize = 6 + 4 + 8 + 8;
+
+/// Version 2 chunk metas (docs/format/block.md): per chunk, varint `min_t` minus the previous
+/// chunk's `max_t` (zigzag), varint `max_t - min_t`, varint `len`, varint `count`, u32 `crc`,
+/// varint `flags`, a `same` byte, then `first`, and `last`, `min`, `max` unless `same` says
+/// they repeat, then `sum`, each f64 bits as u64. Offsets are implicit: chunks lie back to
+/// back from the end of the header, in meta order.
+fn write_compact_metas(metas: &[ChunkMeta], out: &mut Vec<u8>) {
+    let mut prev_t = 0i64;
+    for m in metas {
+        put_varint(out, m.min_t.wrapping_sub(prev_t));
+        put_uvarint(out, m.max_t.wrapping_sub(m.min_t) as u64);
+        put_uvarint(out, u64::from(m.len));
+        put_uvarint(out, u64::from(m.count));
+        out.extend_from_slice(&m.crc.to_le_bytes());
+        put_uvarint(out, u64::from(m.flags));
+        let b = |x: f64| x.to_bits();
+        let mut same = 0u8;
+        if b(m.last) == b(m.first) {
+            same |= SAME_LAST_FIRST;
+        }
+        if b(m.min) == b(m.first) {
+            same |= SAME_MIN_FIRST;
+        } else if b(m.min) == b(m.last) {
+            same |= SAME_MIN_LAST;
+        }
+        if b(m.max) == b(m.first) {
+            same |= SAME_MAX_FIRST;
+        } else if b(m.max) == b(m.last) {
+            same |= SAME_MAX_LAST;
+        }
+        out.push(same);
+        out.extend_from_slice(&b(m.first).to_le_bytes());
+        if same & SAME_LAST_FIRST == 0 {
+            out.extend_from_slice(&b(m.last).to_le_bytes());
+        }
+        if same & (SAME_MIN_FIRST | SAME_MIN_LAST) == 0 {
+            out.extend_from_slice(&b(m.min).to_le_bytes());
+        }
+        if same & (SAME_MAX_FIRST | SAME_MAX_LAST) == 0 {
+            out.extend_from_slice(&b(m.max).to_le_bytes());
+        }
+        out.extend_from_slice(&b(m.sum).to_le_bytes());
+        prev_t = m.max_t;
+    }
+}
+
+/// Reads `n` version 2 chunk metas that must fill `bytes` exactly.
+fn read_compact_metas(bytes: &[u8], n: u64) -> std::result::Result<Vec<ChunkMeta>, String> {
+    if n.saturating_mul(MIN_COMPACT_META as u64) > bytes.len() as u64 {
+        return Err("chunk count does not fit the chunk meta section".into());
+    }
+    let mut r = Reader::new(bytes);
+    let mut metas = Vec::with_capacity(n as usize);
+    let (mut prev_t, mut offset) = (0i64, HEADER_LEN as u64);
+    let bad = |what: &str| format!("bad chunk meta {what}");
+    let u32_of = |x: Option<u64>, what: &str| {
+        x.and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| bad(what))
+    };
+    for _ in 0..n {
+        let min_t = prev_t.wrapping_add(r.varint().ok_or_else(|| bad("time"))?);
+        let span = r.uvarint().ok_or_else(|| bad("time"))?;
+        let max_t = min_t.wrapping_add(span as i64);
+        if max_t < min_t {
+            return Err(bad("time range"));
+        }
+        let len = u32_of(r.uvarint(), "length")?;
+        let count = u32_of(r.uvarint(), "count")?;
+        let crc = r.u32().ok_or_else(|| bad("crc"))?;
+        let flags = u32_of(r.uvarint(), "flags")?;
+        let same = r.u8().ok_or_else(|| bad("statistics"))?;
+        if same >= 32
+            || same & (SAME_MIN_FIRST | SAME_MIN_LAST) == SAME_MIN_FIRST | SAME_MIN_LAST
+            || same & (SAME_MAX_FIRST | SAME_MAX_LAST) == SAME_MAX_FIRST | SAME_MAX_LAST
+        {
+            return Err(bad("statistics"));
+        }
+        let mut f = || r.u64().map(f64::from_bits).ok_or_else(|| bad("statistics"));
+        let first = f()?;
+        let last = if same & SAME_LAST_FIRST != 0 {
+            first
+        } else {
+            f()?
+        };
+        let pick = |a: u8, b: u8, f: &mut dyn FnMut() -> std::result::Result<f64, String>| {
+            if same & a != 0 {
+                Ok(first)
+            } else if same & b != 0 {
+                Ok(last)
+            } else {
+                f()
+            }
+        };
+        let min = pick(SAME_MIN_FIRST, SAME_MIN_LAST, &mut f)?;
+        let max = pick(SAME_MAX_FIRST, SAME_MAX_LAST, &mut f)?;
+        let sum = f()?;
+        metas.push(ChunkMeta {
+            min_t,
+            max_t,
+            offset,
+            len,
+            count,
+            min,
+            max,
+            sum,
+            first,
+            last,
+            crc,
+            flags,
+        });
+        offset = offset.saturating_add(u64::from(len));
+        prev_t = max_t;
+    }
+    if r.remaining() != 0 {
+        return Err("trailing bytes after the chunk metas".into());
+    }
+    Ok(metas)
 }
 
 /// Summary of a block, from its footer.
@@ -261,6 +412,7 @@ pub struct Block {
     path: PathBuf,
     data: Bytes,
     footer: Footer,
+    version: u32,
     index: OnceLock<std::result::Result<BlockIndex, String>>,
 }
 
@@ -289,12 +441,13 @@ impl Block {
         let path = dir.join(name);
         let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
         let bytes: &[u8] = (*data).as_ref();
-        let footer = parse_footer(&path, bytes)?;
+        let (footer, version) = parse_footer(&path, bytes)?;
         Ok(Block {
             name: name.to_string(),
             path,
             data,
             footer,
+            version,
             index: OnceLock::new(),
         })
     }
@@ -341,11 +494,15 @@ impl Block {
                 f.index_crc
             ));
         }
-        let meta_len = (f.n_chunks as usize)
-            .checked_mul(std::mem::size_of::<ChunkMeta>())
-            .ok_or("chunk count overflows")?;
-        if f.meta_off < f.index_off || f.meta_off as usize + meta_len != footer_start {
-            return Err("chunk meta section does not end at the footer".into());
+        if self.version == VERSION_V1 {
+            let meta_len = (f.n_chunks as usize)
+                .checked_mul(std::mem::size_of::<ChunkMeta>())
+                .ok_or("chunk count overflows")?;
+            if f.meta_off < f.index_off || f.meta_off as usize + meta_len != footer_start {
+                return Err("chunk meta section does not end at the footer".into());
+            }
+        } else if f.meta_off < f.index_off || f.meta_off as usize > footer_start {
+            return Err("chunk meta section out of bounds".into());
         }
         let mut r = Reader::new(&bytes[f.index_off as usize..f.meta_off as usize]);
         let n_sym = r.u32().ok_or("truncated symbol table")? as usize;
@@ -388,6 +545,9 @@ impl Block {
         }
         let meta_bytes = &bytes[f.meta_off as usize..footer_start];
         let metas = match bytemuck::try_cast_slice::<u8, ChunkMeta>(meta_bytes) {
+            _ if self.version != VERSION_V1 => {
+                MetaView::Owned(read_compact_metas(meta_bytes, f.n_chunks)?)
+            }
             Ok(_) => MetaView::Mapped {
                 off: f.meta_off as usize,
                 n: f.n_chunks as usize,
@@ -555,7 +715,7 @@ impl Block {
     }
 }
 
-fn parse_footer(path: &Path, bytes: &[u8]) -> Result<Footer> {
+fn parse_footer(path: &Path, bytes: &[u8]) -> Result<(Footer, u32)> {
     if bytes.len() < HEADER_LEN + FOOTER_LEN {
         return Err(Error::corrupted(path, 0, "file too short for a block"));
     }
@@ -563,7 +723,7 @@ fn parse_footer(path: &Path, bytes: &[u8]) -> Result<Footer> {
         return Err(Error::corrupted(path, 0, "bad magic"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_V1 {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
             version,
@@ -613,7 +773,7 @@ fn parse_footer(path: &Path, bytes: &[u8]) -> Result<Footer> {
             "index offset out of bounds",
         ));
     }
-    Ok(footer)
+    Ok((footer, version))
 }
 
 #[cfg(test)]
@@ -621,10 +781,8 @@ mod tests {
     use super::*;
     use crate::vfs::MemVfs;
 
-    fn sample_block(vfs: &MemVfs) -> Block {
-        let dir = Path::new("/b");
-        vfs.create_dir_all(dir).unwrap();
-        let series = vec![
+    fn sample_series() -> Vec<(Labels, Vec<EncodedChunk>)> {
+        vec![
             (
                 Labels::new([("__name__", "a"), ("x", "1")]),
                 vec![
@@ -636,29 +794,84 @@ mod tests {
                 Labels::new([("__name__", "b")]),
                 vec![EncodedChunk::encode(&[5], &[7.0])],
             ),
-        ];
-        write_block(vfs, dir, "0001", &series).unwrap();
+        ]
+    }
+
+    fn sample_block_version(vfs: &MemVfs, version: u32) -> Block {
+        let dir = Path::new("/b");
+        vfs.create_dir_all(dir).unwrap();
+        write_block_version(vfs, dir, "0001", &sample_series(), version).unwrap();
         Block::open(vfs, dir, "0001").unwrap()
     }
 
     #[test]
     fn write_then_read_back() {
-        let vfs = MemVfs::new();
-        let b = sample_block(&vfs);
-        assert_eq!(b.stats().n_samples, 5);
-        assert_eq!((b.stats().min_t, b.stats().max_t), (1, 10));
-        let sel = b.select(&[Matcher::equal("x", "1")]).unwrap();
-        assert_eq!(sel.len(), 1);
-        assert_eq!(sel[0].chunks.len(), 2);
-        assert_eq!(sel[0].chunks[0].flags, FLAG_NAN);
-        assert_eq!(sel[0].chunks[0].sum, 4.0);
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for m in sel[0].chunks {
-            b.decode_chunk(m, &mut ts, &mut vs).unwrap();
+        for version in [VERSION_V1, VERSION] {
+            let vfs = MemVfs::new();
+            let b = sample_block_version(&vfs, version);
+            assert_eq!(b.version, version);
+            assert_eq!(b.stats().n_samples, 5);
+            assert_eq!((b.stats().min_t, b.stats().max_t), (1, 10));
+            let sel = b.select(&[Matcher::equal("x", "1")]).unwrap();
+            assert_eq!(sel.len(), 1);
+            assert_eq!(sel[0].chunks.len(), 2);
+            assert_eq!(sel[0].chunks[0].flags, FLAG_NAN);
+            assert_eq!(sel[0].chunks[0].sum, 4.0);
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            for m in sel[0].chunks {
+                b.decode_chunk(m, &mut ts, &mut vs).unwrap();
+            }
+            assert_eq!(ts, vec![1, 2, 3, 10]);
+            assert_eq!(vs[3].to_bits(), (-0.0f64).to_bits());
+            assert!(b.check().is_empty());
         }
-        assert_eq!(ts, vec![1, 2, 3, 10]);
-        assert_eq!(vs[3].to_bits(), (-0.0f64).to_bits());
-        assert!(b.check().is_empty());
+    }
+
+    /// Compact (version 2) metas give back exactly the 80-byte records of version 1, every
+    /// statistic bit for bit, whichever of them repeat one another.
+    #[test]
+    fn compact_metas_round_trip_bit_exactly() {
+        let stale = f64::from_bits(crate::STALE_NAN_BITS);
+        let shapes: Vec<(Vec<i64>, Vec<f64>)> = vec![
+            (vec![1, 2, 3], vec![1.0, f64::NAN, 3.0]),
+            (vec![-5], vec![-0.0]),
+            (vec![7, 8, 9], vec![3.0, 1.0, 2.0]),
+            (vec![10, 11, 12], vec![2.0, 1.0, 3.0]),
+            (vec![20, 30], vec![f64::NAN, stale]),
+            (
+                vec![i64::MIN, i64::MAX],
+                vec![f64::INFINITY, f64::NEG_INFINITY],
+            ),
+            (vec![i64::MAX], vec![5.0]),
+            (vec![], vec![]),
+            (vec![100, 200, 300], vec![0.0, -0.0, 0.0]),
+        ];
+        let chunks: Vec<EncodedChunk> = shapes
+            .iter()
+            .map(|(t, v)| EncodedChunk::encode(t, v))
+            .collect();
+        let mut metas: Vec<ChunkMeta> = Vec::new();
+        let mut offset = HEADER_LEN as u64;
+        for c in &chunks {
+            let mut m = c.meta;
+            m.offset = offset;
+            m.len = c.data.len() as u32;
+            m.crc = crc32fast::hash(&c.data);
+            offset += u64::from(m.len);
+            metas.push(m);
+        }
+        let mut buf = Vec::new();
+        write_compact_metas(&metas, &mut buf);
+        assert!(buf.len() < metas.len() * std::mem::size_of::<ChunkMeta>());
+        let back = read_compact_metas(&buf, metas.len() as u64).unwrap();
+        let raw = |m: &[ChunkMeta]| bytemuck::cast_slice::<ChunkMeta, u8>(m).to_vec();
+        assert_eq!(raw(&back), raw(&metas));
+        // Truncated or padded sections, and too many chunks for the bytes, are errors.
+        assert!(read_compact_metas(&buf[..buf.len() - 1], metas.len() as u64).is_err());
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(read_compact_metas(&longer, metas.len() as u64).is_err());
+        assert!(read_compact_metas(&buf, u64::MAX).is_err());
     }
 
     #[test]
@@ -666,8 +879,14 @@ mod tests {
         // Flip each bit of the file in turn: opening, selecting and decoding either fails
         // with an error or returns exactly the original samples. Never a panic, never
         // different data.
+        for version in [VERSION_V1, VERSION] {
+            bit_flips(version);
+        }
+    }
+
+    fn bit_flips(version: u32) {
         let vfs = MemVfs::new();
-        let b = sample_block(&vfs);
+        let b = sample_block_version(&vfs, version);
         let len = b.bytes().len() as u64;
         let path = b.path().to_path_buf();
         drop(b);

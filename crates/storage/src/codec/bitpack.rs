@@ -57,27 +57,34 @@ const PAD: usize = 16;
 /// caller).
 #[inline]
 pub(crate) fn unpack(src: &[u8], w: u32, out: &mut [u64]) {
+    unpack_add(src, w, out, 0);
+}
+
+/// [`unpack`], adding `base` (wrapping) to every value as it is written: one pass instead of
+/// two, and no vector loads of values just stored one by one.
+#[inline]
+pub(crate) fn unpack_add(src: &[u8], w: u32, out: &mut [u64], base: u64) {
     let need = packed_len(out.len(), w);
     debug_assert!(src.len() >= need && out.len() <= BLOCK && w <= 64);
     if w == 0 {
-        out.fill(0);
+        out.fill(base);
     } else if src.len() >= need + PAD {
-        unpack_padded(src, w, out);
+        unpack_padded(src, w, out, base);
     } else {
         // Near the end of the input: copy to a padded buffer so that every read is whole.
         let mut buf = [0u8; BLOCK * 8 + PAD];
         buf[..need].copy_from_slice(&src[..need]);
-        unpack_padded(&buf, w, out);
+        unpack_padded(&buf, w, out, base);
     }
 }
 
-/// `unpack` where `src` has at least [`PAD`] readable bytes past the packed bits: dispatches
-/// to a copy of the loop specialised for the width, whose shifts are constants.
-fn unpack_padded(src: &[u8], w: u32, out: &mut [u64]) {
+/// `unpack_add` where `src` has at least [`PAD`] readable bytes past the packed bits:
+/// dispatches to a copy of the loop specialised for the width, whose shifts are constants.
+fn unpack_padded(src: &[u8], w: u32, out: &mut [u64], base: u64) {
     macro_rules! by_width {
         ($($w:literal)*) => {
             match w {
-                $($w => unpack_w::<$w>(src, out),)*
+                $($w => unpack_w::<$w>(src, out, base),)*
                 _ => {}
             }
         };
@@ -90,7 +97,7 @@ fn unpack_padded(src: &[u8], w: u32, out: &mut [u64]) {
 /// Eight values at width `W` take exactly `W` bytes: unpack a group of eight with constant
 /// offsets, group after group.
 #[inline(always)]
-fn unpack_w<const W: usize>(src: &[u8], out: &mut [u64]) {
+fn unpack_w<const W: usize>(src: &[u8], out: &mut [u64], base: u64) {
     let mask = if W == 64 { u64::MAX } else { (1u64 << W) - 1 };
     let done = out.len() / 8 * 8;
     let mut groups = out.chunks_exact_mut(8);
@@ -98,12 +105,12 @@ fn unpack_w<const W: usize>(src: &[u8], out: &mut [u64]) {
         let s = &src[gi * W..gi * W + W + PAD];
         for (j, o) in group.iter_mut().enumerate() {
             let bit = j * W;
-            *o = read_bits::<W>(s, bit) & mask;
+            *o = (read_bits::<W>(s, bit) & mask).wrapping_add(base);
         }
     }
     for (j, o) in groups.into_remainder().iter_mut().enumerate() {
         let bit = (done + j) * W;
-        *o = read_bits::<W>(&src[bit / 8..bit / 8 + PAD], bit % 8) & mask;
+        *o = (read_bits::<W>(&src[bit / 8..bit / 8 + PAD], bit % 8) & mask).wrapping_add(base);
     }
 }
 
@@ -124,10 +131,19 @@ fn read_bits<const W: usize>(s: &[u8], bit: usize) -> u64 {
     }
 }
 
-/// Running sum of `v` starting from `acc`, in place; four values per step so that the
-/// dependency chain through `acc` is one add per four values.
+/// Running sum of `v` starting from `acc`, in place (wrapping; [`prefix_sum_u64`] on the
+/// same bits).
 #[inline]
 pub(crate) fn prefix_sum(v: &mut [i64], acc: &mut i64) {
+    let mut a = *acc as u64;
+    prefix_sum_u64(bytemuck::cast_slice_mut(v), &mut a);
+    *acc = a as i64;
+}
+
+/// Running sum of `v` starting from `acc`, in place, wrapping; four values per step so that
+/// the dependency chain through `acc` is one add per four values.
+#[inline]
+pub(crate) fn prefix_sum_u64(v: &mut [u64], acc: &mut u64) {
     let mut a = *acc;
     let mut quads = v.chunks_exact_mut(4);
     for q in quads.by_ref() {
@@ -218,13 +234,25 @@ impl ExactDiv {
 #[inline]
 fn block_frame(block: &[u64], signed: bool, div: ExactDiv) -> (u64, u32) {
     let flip = if signed { 1u64 << 63 } else { 0 };
-    let mut lo = u64::MAX;
-    let mut hi = 0u64;
-    for &v in block {
-        let k = v ^ flip;
-        lo = lo.min(k);
-        hi = hi.max(k);
+    // Four independent minima and maxima: 64-bit compares do not vectorise on the baseline
+    // target, and one chain through `lo` and `hi` costs two dependent steps per value.
+    let mut lo = [u64::MAX; 4];
+    let mut hi = [0u64; 4];
+    let mut quads = block.chunks_exact(4);
+    for q in quads.by_ref() {
+        for j in 0..4 {
+            let k = q[j] ^ flip;
+            lo[j] = lo[j].min(k);
+            hi[j] = hi[j].max(k);
+        }
     }
+    for &v in quads.remainder() {
+        let k = v ^ flip;
+        lo[0] = lo[0].min(k);
+        hi[0] = hi[0].max(k);
+    }
+    let lo = lo[0].min(lo[1]).min(lo[2].min(lo[3]));
+    let hi = hi[0].max(hi[1]).max(hi[2].max(hi[3]));
     (lo ^ flip, bit_width(div.div(hi.wrapping_sub(lo))))
 }
 
@@ -324,12 +352,10 @@ pub(crate) fn read_for_block(
     g: u64,
     out: &mut [u64],
 ) -> Result<(), CodecError> {
-    let min = read_for_block_raw(r, signed, out)?;
     if g == 1 {
-        for v in out.iter_mut() {
-            *v = v.wrapping_add(min);
-        }
+        read_block(r, signed, out, true)?;
     } else {
+        let min = read_block(r, signed, out, false)?;
         for v in out.iter_mut() {
             *v = v.wrapping_mul(g).wrapping_add(min);
         }
@@ -337,13 +363,14 @@ pub(crate) fn read_for_block(
     Ok(())
 }
 
-/// Reads one FOR block but leaves the packed integers `p` as they are: returns the block
-/// reference `min`, and the values are `min + g * p` (wrapping).
+/// Reads one FOR block's header and packed integers `p` into `out`, adding the block
+/// reference `min` to them if `add_min`; returns `min` (values are `min + g * p`, wrapping).
 #[inline]
-pub(crate) fn read_for_block_raw(
+fn read_block(
     r: &mut Reader<'_>,
     signed: bool,
     out: &mut [u64],
+    add_min: bool,
 ) -> Result<u64, CodecError> {
     let code = r.varint()?;
     let min = if signed { unzigzag(code) as u64 } else { code };
@@ -356,7 +383,7 @@ pub(crate) fn read_for_block_raw(
     if src.len() < need {
         return Err(CodecError("packed block truncated".into()));
     }
-    unpack(src, w, out);
+    unpack_add(src, w, out, if add_min { min } else { 0 });
     r.bytes(need)?;
     Ok(min)
 }

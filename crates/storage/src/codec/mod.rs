@@ -27,7 +27,8 @@ use std::fmt;
 use io::{put_varint, Reader};
 pub use ts::{TS_DELTA, TS_DOD, TS_GRID, TS_RAW, TS_REGULAR};
 pub use values::{
-    MAX_DECIMAL_EXP, V_CONST, V_DEC_DELTA, V_DEC_DOD, V_DEC_FOR, V_FLOAT_DELTA, V_RAW, V_XOR,
+    MAX_DECIMAL_EXP, V_CONST, V_DEC_DELTA, V_DEC_DOD, V_DEC_FOR, V_FLOAT_DELTA, V_FLOAT_PATCHED,
+    V_RAW, V_XOR,
 };
 
 /// A chunk could not be decoded.
@@ -442,6 +443,7 @@ fn zstd_name(n: &'static str) -> &'static str {
         "decimal-dod" => "decimal-dod+zstd",
         "xor" => "xor+zstd",
         "float-delta" => "float-delta+zstd",
+        "float-patched" => "float-patched+zstd",
         _ => "unknown+zstd",
     }
 }

@@ -192,8 +192,10 @@ pub(crate) fn decode_ts(
             let step = step as i64;
             // Offsets of a block once, then one vector add per value of each block.
             let mut offs = [0i64; BLOCK];
-            for (i, o) in offs.iter_mut().enumerate() {
-                *o = (i as i64).wrapping_mul(step);
+            let mut acc = 0i64;
+            for o in offs.iter_mut() {
+                *o = acc;
+                acc = acc.wrapping_add(step);
             }
             out.reserve(n);
             let mut base = t0;
@@ -254,8 +256,10 @@ pub(crate) fn decode_ts(
             let g = read_for_header(&mut r)?;
             // Grid offsets of a block once: t = base + (i + 1) * step + residual.
             let mut offs = [0i64; BLOCK];
-            for (i, o) in offs.iter_mut().enumerate() {
-                *o = (i as i64 + 1).wrapping_mul(step);
+            let mut acc = 0i64;
+            for o in offs.iter_mut() {
+                acc = acc.wrapping_add(step);
+                *o = acc;
             }
             let mut base = t0;
             for block in dst[1..].chunks_mut(BLOCK) {
