@@ -155,6 +155,7 @@ fn bench_head(args: BenchHeadArgs) -> Result<ExitCode> {
     let db = Db::builder()
         .sync(SyncPolicy::Never)
         .flush_samples(u64::MAX)
+        .flush_bytes(u64::MAX)
         .open(tmp.path())?;
     let labels_of = |i: usize| {
         let host = i / 100;
@@ -310,6 +311,7 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
     let db = Db::builder()
         .sync(sync)
         .flush_samples(u64::MAX)
+        .flush_bytes(u64::MAX)
         .open(&dir)?;
     let (n, secs) = load_dataset(&db, &ds, args.batch)?;
     let rss_ingest = peak_rss_kib();

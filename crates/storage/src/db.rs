@@ -49,6 +49,11 @@ pub struct Options {
     /// Flush the head to blocks when it holds this many samples. Default 8 M (about
     /// 130 MB of WAL; bounds replay time and memory).
     pub flush_samples: u64,
+    /// Flush the head to blocks when its samples take about this much memory (encoded
+    /// closed chunks plus 16 bytes per sample of the open ones). Default 16 MiB: this bounds
+    /// the head of hard-to-compress data (full-precision floats, ~6.5 bytes a sample) before
+    /// `flush_samples` does, and keeps `tsq ingest` under 100 MiB.
+    pub flush_bytes: u64,
     /// Drop blocks older than this (relative to the newest sample). Default: keep forever.
     pub retention_ms: Option<i64>,
     /// Drop the oldest blocks while blocks take more than this. Default: no limit.
@@ -68,6 +73,7 @@ impl Default for Options {
             ooo_window_ms: HOUR,
             chunk_samples: 1024,
             flush_samples: 8_000_000,
+            flush_bytes: 16 << 20,
             retention_ms: None,
             retention_bytes: None,
             wal_segment_bytes: 16 << 20,
@@ -107,6 +113,11 @@ impl Builder {
     /// Head size that triggers a flush (default 8 M samples).
     pub fn flush_samples(mut self, n: u64) -> Self {
         self.opts.flush_samples = n.max(1);
+        self
+    }
+    /// Head memory that triggers a flush (default 16 MiB).
+    pub fn flush_bytes(mut self, n: u64) -> Self {
+        self.opts.flush_bytes = n.max(1);
         self
     }
     /// Retention by age (default: none).
@@ -693,7 +704,11 @@ impl Db {
                 st.manifest.meta.insert(name.clone(), m.clone());
             }
         }
-        let need_flush = self.inner.state.read().head.n_samples >= self.inner.opts.flush_samples;
+        let need_flush = {
+            let head = &self.inner.state.read().head;
+            head.n_samples >= self.inner.opts.flush_samples
+                || head.memory_estimate() >= self.inner.opts.flush_bytes
+        };
         if need_flush {
             // A flush makes everything durable (blocks, then a new synced segment).
             self.flush_locked(&mut w)?;

@@ -36,6 +36,9 @@ pub(crate) struct Head {
     /// Series created but not yet written to the WAL.
     pub unlogged: Vec<u32>,
     pub n_samples: u64,
+    /// Encoded bytes and samples of the closed chunks (for [`Head::memory_estimate`]).
+    closed_bytes: u64,
+    closed_samples: u64,
     pub min_t: i64,
     pub max_t: i64,
     chunk_samples: usize,
@@ -57,6 +60,8 @@ impl Head {
             by_hash: HashMap::new(),
             unlogged: Vec::new(),
             n_samples: 0,
+            closed_bytes: 0,
+            closed_samples: 0,
             min_t: i64::MAX,
             max_t: i64::MIN,
             chunk_samples,
@@ -173,6 +178,8 @@ impl Head {
                     || t.div_euclid(block_range) != first.div_euclid(block_range)
                 {
                     let c = EncodedChunk::encode(&s.open_ts, &s.open_vals);
+                    self.closed_bytes += c.data.len() as u64;
+                    self.closed_samples += u64::from(c.meta.count);
                     s.chunks.push(c);
                     // The next chunk will likely be as long as this one: reserve once
                     // instead of growing sample by sample.
@@ -269,8 +276,16 @@ impl Head {
             s.ooo = Vec::new();
         }
         self.n_samples = 0;
+        self.closed_bytes = 0;
+        self.closed_samples = 0;
         self.min_t = i64::MAX;
         self.max_t = i64::MIN;
+    }
+
+    /// Roughly the memory the head's samples take: the closed chunks' encoded bytes plus 16
+    /// bytes for every sample not yet in a closed chunk (open chunks, out-of-order buffer).
+    pub fn memory_estimate(&self) -> u64 {
+        self.closed_bytes + 16 * self.n_samples.saturating_sub(self.closed_samples)
     }
 
     /// Deletes samples of matching series in `[mint, maxt]`.
@@ -293,6 +308,10 @@ impl Head {
             let chunk_samples = self.chunk_samples;
             let block_range = self.block_range;
             let s = &mut self.series[id as usize];
+            for c in &s.chunks {
+                self.closed_bytes -= c.data.len() as u64;
+                self.closed_samples -= u64::from(c.meta.count);
+            }
             s.ooo.clear();
             s.open_ts.clear();
             s.open_vals.clear();
@@ -301,6 +320,10 @@ impl Head {
             if let Some(last) = s.chunks.pop() {
                 crate::codec::decode_chunk(&last.data, &mut s.open_ts, &mut s.open_vals)
                     .expect("encoded by this process");
+            }
+            for c in &s.chunks {
+                self.closed_bytes += c.data.len() as u64;
+                self.closed_samples += u64::from(c.meta.count);
             }
             self.n_samples = self.n_samples.saturating_sub(removed);
         }
@@ -413,5 +436,36 @@ mod tests {
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         h.samples(id, i64::MIN, i64::MAX, &mut ts, &mut vs);
         assert_eq!(ts, vec![1, 2, 150, 151]);
+    }
+
+    /// The memory estimate follows closed chunks and open samples through appends,
+    /// deletions and a flush.
+    #[test]
+    fn memory_estimate_tracks_chunks() {
+        let mut h = Head::new(4, 1_000_000);
+        let ids: Vec<u32> = (0..3)
+            .map(|i| h.get_or_create(&Labels::new([("__name__", format!("m{i}"))])))
+            .collect();
+        let recount = |h: &Head| -> u64 {
+            let mut b = 0;
+            for s in &h.series {
+                b += s.chunks.iter().map(|c| c.data.len() as u64).sum::<u64>();
+                b += 16 * (s.open_ts.len() + s.ooo.len()) as u64;
+            }
+            b
+        };
+        assert_eq!(h.memory_estimate(), 0);
+        for t in 0..50 {
+            for &id in &ids {
+                h.append(id, t * 10, (t * 7919 % 113) as f64 / 3.0);
+            }
+        }
+        h.append(ids[0], 5, 1.0); // out of order
+        assert!(h.memory_estimate() > 0);
+        assert_eq!(h.memory_estimate(), recount(&h));
+        h.delete(&[Matcher::equal("__name__", "m1")], 100, 300);
+        assert_eq!(h.memory_estimate(), recount(&h));
+        h.clear_samples();
+        assert_eq!(h.memory_estimate(), 0);
     }
 }

@@ -260,3 +260,52 @@ fn concurrent_committers_are_all_durable_when_acknowledged() {
         assert_eq!(samples.len(), 50, "{name}");
     }
 }
+
+/// The head is flushed when its samples take `flush_bytes` of memory, before
+/// `flush_samples` is reached (what keeps hard-to-compress data from growing the head), and
+/// nothing is lost by it.
+#[test]
+fn head_flushes_at_flush_bytes() {
+    let vfs = MemVfs::new();
+    let db = Db::builder()
+        .vfs(Arc::new(vfs.clone()))
+        .flush_samples(u64::MAX)
+        .flush_bytes(64 << 10)
+        .chunk_samples(128)
+        .open("/db")
+        .unwrap();
+    let mut app = db.appender();
+    let r = app
+        .series_ref(&Labels::new([("__name__", "noisy")]))
+        .unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut written = Vec::new();
+    for k in 0..100i64 {
+        for i in 0..100i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(0x3FF0_0000_0000_0000 | (x >> 12)); // full-precision in [1, 2)
+            let t = (k * 100 + i) * 1_000;
+            app.add(r, t, v);
+            written.push((t, v.to_bits()));
+        }
+        app.commit().unwrap();
+    }
+    let info = db.info();
+    assert!(
+        !info.blocks.is_empty(),
+        "10,000 full-precision samples never flushed"
+    );
+    assert!(info.head_samples < 10_000);
+    let got = db
+        .select(&[Matcher::equal("__name__", "noisy")], i64::MIN, i64::MAX)
+        .unwrap();
+    let got: Vec<(i64, u64)> = got[0]
+        .timestamps
+        .iter()
+        .zip(&got[0].values)
+        .map(|(t, v)| (*t, v.to_bits()))
+        .collect();
+    assert_eq!(got, written);
+}
