@@ -1,7 +1,8 @@
 //! The `tsq` command-line tool: ingest metrics, ask PromQL questions, look inside the
 //! database. A thin layer over the `tsq` library; see docs/cli.md.
 
-#![forbid(unsafe_code)]
+// The one exception is `malloc.rs` (glibc allocator settings for the query commands).
+#![deny(unsafe_code)]
 
 mod backtest;
 mod chart;
@@ -9,6 +10,7 @@ mod demo;
 mod gen;
 mod ingest;
 mod inspect;
+mod malloc;
 mod output;
 mod query;
 mod repl;
@@ -111,7 +113,10 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Demo(a) => demo::run(&cli.db, a),
         Command::Ingest(a) => ingest::run(&cli.db, a),
-        Command::Query(a) => query::run(&cli.db, a),
+        Command::Query(a) => {
+            malloc::keep_freed_memory();
+            query::run(&cli.db, a)
+        }
         Command::Repl(a) => repl::run(&cli.db, a),
         Command::Series(a) => inspect::series(&cli.db, a),
         Command::Labels(a) => inspect::labels(&cli.db, a),
@@ -126,7 +131,10 @@ fn main() -> ExitCode {
         Command::Gen(a) => gen::gen(a),
         Command::Bench(b) => gen::bench(b),
         Command::Test(a) => query::test(a),
-        Command::Backtest(a) => backtest::run(&cli.db, *a),
+        Command::Backtest(a) => {
+            malloc::keep_freed_memory();
+            backtest::run(&cli.db, *a)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "tsq", &mut std::io::stdout());

@@ -195,11 +195,50 @@ type SharedKey = (String, i64, i64, i64, i64, i64);
 /// compute `rate(http_requests_total[5m])` over the same steps: the first query to need one
 /// evaluates it, the others reuse it. Only the printed forms the cache is created with are
 /// kept, and only for the same steps and query range; the caller promises that the data such
-/// a subexpression reads does not change while the cache is in use.
+/// a subexpression reads does not change while the cache is in use. Queries may run on
+/// several threads: a query that needs a value another is computing waits for it.
 #[derive(Default)]
 pub struct SharedSubexpressions {
     keep: std::collections::HashSet<String>,
-    values: std::sync::Mutex<HashMap<SharedKey, std::sync::Arc<SharedVal>>>,
+    values: std::sync::Mutex<HashMap<SharedKey, Slot>>,
+    ready: std::sync::Condvar,
+}
+
+enum Slot {
+    /// A query is evaluating it.
+    Pending,
+    Ready(std::sync::Arc<SharedVal>),
+}
+
+/// What [`SharedSubexpressions::get_or_claim`] found.
+enum Claim<'a> {
+    Hit(std::sync::Arc<SharedVal>),
+    /// The caller evaluates it and hands it over with [`Claimed::put`]; if the caller
+    /// fails (or drops the claim), the slot is freed and a waiting query evaluates it.
+    Mine(Claimed<'a>),
+}
+
+struct Claimed<'a> {
+    cache: &'a SharedSubexpressions,
+    key: Option<SharedKey>,
+}
+
+impl Claimed<'_> {
+    fn put(mut self, v: SharedVal) {
+        let key = self.key.take().expect("put once");
+        let mut values = self.cache.lock();
+        values.insert(key, Slot::Ready(std::sync::Arc::new(v)));
+        self.cache.ready.notify_all();
+    }
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cache.lock().remove(&key);
+            self.cache.ready.notify_all();
+        }
+    }
 }
 
 impl SharedSubexpressions {
@@ -208,22 +247,36 @@ impl SharedSubexpressions {
         SharedSubexpressions {
             keep: keep.into_iter().collect(),
             values: Default::default(),
+            ready: Default::default(),
         }
     }
 
-    fn get(&self, key: &SharedKey) -> Option<std::sync::Arc<SharedVal>> {
-        self.values
-            .lock()
-            .expect("no panics while holding the lock")
-            .get(key)
-            .cloned()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SharedKey, Slot>> {
+        // A panic while holding the lock leaves the map consistent (one insert or remove).
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn put(&self, key: SharedKey, v: SharedVal) {
-        self.values
-            .lock()
-            .expect("no panics while holding the lock")
-            .insert(key, std::sync::Arc::new(v));
+    /// The value of `key`, waiting while another query computes it; or the claim to compute
+    /// it. Waiting cannot deadlock: a query waits only for a strict subexpression of what it
+    /// is computing (every key it holds encloses the one it waits for), and containment has
+    /// no cycles.
+    fn get_or_claim(&self, key: &SharedKey) -> Claim<'_> {
+        let mut values = self.lock();
+        loop {
+            match values.get(key) {
+                Some(Slot::Ready(v)) => return Claim::Hit(v.clone()),
+                Some(Slot::Pending) => {
+                    values = self.ready.wait(values).unwrap_or_else(|e| e.into_inner());
+                }
+                None => {
+                    values.insert(key.clone(), Slot::Pending);
+                    return Claim::Mine(Claimed {
+                        cache: self,
+                        key: Some(key.clone()),
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -997,26 +1050,26 @@ impl<'a> Evaluator<'a> {
             self.query_start,
             self.query_end,
         );
-        if let Some(hit) = sh.get(&skey) {
-            for w in &hit.warnings {
-                self.warn(w.clone());
+        let claim = match sh.get_or_claim(&skey) {
+            Claim::Hit(hit) => {
+                for w in &hit.warnings {
+                    self.warn(w.clone());
+                }
+                for i in &hit.infos {
+                    self.info(i.clone());
+                }
+                self.memo.insert(key, hit.val.clone());
+                return Ok(hit.val.clone());
             }
-            for i in &hit.infos {
-                self.info(i.clone());
-            }
-            self.memo.insert(key, hit.val.clone());
-            return Ok(hit.val.clone());
-        }
+            Claim::Mine(c) => c,
+        };
         let (w0, i0) = (self.warnings.len(), self.infos.len());
         let v = self.eval_node(e, r)?;
-        sh.put(
-            skey,
-            SharedVal {
-                val: v.clone(),
-                warnings: self.warnings[w0..].to_vec(),
-                infos: self.infos[i0..].to_vec(),
-            },
-        );
+        claim.put(SharedVal {
+            val: v.clone(),
+            warnings: self.warnings[w0..].to_vec(),
+            infos: self.infos[i0..].to_vec(),
+        });
         self.memo.insert(key, v.clone());
         Ok(v)
     }

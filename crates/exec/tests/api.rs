@@ -249,3 +249,46 @@ fn shared_subexpressions_give_the_same_answers() {
         .unwrap();
     assert_eq!(plain.value, cached.value);
 }
+
+#[test]
+fn shared_subexpressions_across_threads_and_failures() {
+    let db = db();
+    let e = Engine::new(EngineOptions::default());
+    // A failing shared subexpression releases its claim: the next query evaluates it again
+    // (and fails the same way) instead of waiting for ever.
+    let bad = tsq_parser::parse("up + on () up").unwrap().to_string();
+    let rate = tsq_parser::parse("rate(up[5m])").unwrap().to_string();
+    let shared = tsq_exec::SharedSubexpressions::new([bad, rate]);
+    for _ in 0..2 {
+        let expr = tsq_parser::parse("sum(up + on () up)").unwrap();
+        let r = e.range_query_shared(&db, &expr, 300_000, 600_000, 60_000, Some(&shared));
+        assert!(matches!(r, Err(Error::Eval(_))), "{r:?}");
+    }
+    // Several threads needing the same value at once all get the plain answer.
+    let queries = ["sum(rate(up[5m]))", "max(rate(up[5m]))", "rate(up[5m]) * 2"];
+    let plain: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            let expr = tsq_parser::parse(q).unwrap();
+            e.range_query_expr(&db, &expr, 300_000, 600_000, 60_000)
+                .unwrap()
+                .value
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (e, db, shared, q) = (&e, &db, &shared, queries[i % 3]);
+                s.spawn(move || {
+                    let expr = tsq_parser::parse(q).unwrap();
+                    e.range_query_shared(db, &expr, 300_000, 600_000, 60_000, Some(shared))
+                        .unwrap()
+                        .value
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), plain[i % 3], "{}", queries[i % 3]);
+        }
+    });
+}

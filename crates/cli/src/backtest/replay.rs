@@ -191,6 +191,19 @@ fn max_window(e: &Expr) -> i64 {
     }
 }
 
+/// A rough cost of evaluating `e` at many steps: the sum of its range and subquery windows
+/// (ms). Rules with long windows (`predict_linear(x[1h], ...)`) are the slow ones; starting
+/// them first keeps one of them from running alone at the end.
+fn window_cost(e: &Expr) -> i64 {
+    let mut total = 0;
+    e.visit(&mut |x| {
+        if matches!(x, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+            total += max_window(x);
+        }
+    });
+    total
+}
+
 /// The step vectors of one rule: for each step, `(series index, value)`.
 struct Steps {
     series: Vec<Labels>,
@@ -475,6 +488,7 @@ pub fn replay(
         .collect();
     let rules: Vec<&Rule> = tasks.iter().map(|&(_, r)| r).collect();
     let deps = rule_dependencies(&rules);
+    let cost: Vec<i64> = rules.iter().map(|r| window_cost(&r.expr)).collect();
     let overlay = Overlay::new(db);
     let shared = SharedSubexpressions::new(shared_subexpressions(&rules));
     let run = |i: usize| {
@@ -504,8 +518,10 @@ pub fn replay(
             if s.failed || s.started.iter().all(|&b| b) {
                 return;
             }
-            let ready =
-                (0..tasks.len()).find(|&i| !s.started[i] && deps[i].iter().all(|&d| s.done[d]));
+            // The costliest ready rule first (file order among equals).
+            let ready = (0..tasks.len())
+                .filter(|&i| !s.started[i] && deps[i].iter().all(|&d| s.done[d]))
+                .max_by_key(|&i| (cost[i], std::cmp::Reverse(i)));
             let Some(i) = ready else {
                 s = wake.wait(s).expect("no panics while holding the lock");
                 continue;
