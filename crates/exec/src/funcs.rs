@@ -582,6 +582,102 @@ fn avg_242(vs: &[f64]) -> f64 {
     }
 }
 
+/// `stdvar_over_time` (or its square root) of every step's window of `s`, four windows side
+/// by side as in [`batched_sums`]: each window gets exactly the operations of
+/// [`stdvar_over_time`] in the same order (the compensation reset included, since the running
+/// mean is read inside the loop), so the results are bit-identical; the four independent
+/// chains hide the latency of the per-sample division.
+fn batched_stdvar(arg: &RangeArg, s: &RawSeries, r: &Range, sqrt: bool) -> Vec<(i64, f64)> {
+    let mut wins: Vec<(usize, usize, usize)> = Vec::with_capacity(arg.eval_t.len());
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for (i, &t) in arg.eval_t.iter().enumerate() {
+        arg.advance_window(s, t, &mut lo, &mut hi);
+        if lo < hi {
+            wins.push((i, lo, hi));
+        }
+    }
+    let vs = &s.vs;
+    let mut out = Vec::with_capacity(wins.len());
+    for group in wins.chunks(4) {
+        let mut st = StdvarLanes::default();
+        let common = if group.len() == 4 {
+            group.iter().map(|&(_, lo, hi)| hi - lo).min().unwrap_or(0)
+        } else {
+            0
+        };
+        if common > 0 {
+            let start = [group[0].1, group[1].1, group[2].1, group[3].1];
+            stdvar_lanes(vs, start, common, &mut st);
+        }
+        for (k, &(i, lo, hi)) in group.iter().enumerate() {
+            let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (
+                common as f64,
+                st.mean[k],
+                st.c_mean[k],
+                st.aux[k],
+                st.c_aux[k],
+            );
+            for &v in &vs[lo + common..hi] {
+                count += 1.0;
+                let delta = v - (mean + c_mean);
+                (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+                (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+            }
+            let var = (aux + c_aux) / count;
+            out.push((r.ts(i), if sqrt { var.sqrt() } else { var }));
+        }
+    }
+    out
+}
+
+/// The running state of four `stdvar_over_time` windows.
+#[derive(Default)]
+struct StdvarLanes {
+    mean: [f64; 4],
+    c_mean: [f64; 4],
+    aux: [f64; 4],
+    c_aux: [f64; 4],
+}
+
+/// Advances four `stdvar_over_time` windows by `n` values each (all from their start, so
+/// their counts are equal), lane `k` reading `vs[start[k]..]`.
+fn stdvar_lanes(vs: &[f64], start: [usize; 4], n: usize, st: &mut StdvarLanes) {
+    #[cfg(target_arch = "x86_64")]
+    if avx::available() {
+        return avx::stdvar_lanes(vs, start, n, st);
+    }
+    stdvar_lanes_body(vs, start, n, st)
+}
+
+/// [`kahan_inc`] without branches (the same operations and result), for vectorised loops.
+#[inline(always)]
+fn kahan_inc_select(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let (t, nc) = neumaier_step(inc, sum, c);
+    (t, if t.is_infinite() { 0.0 } else { nc })
+}
+
+#[inline(always)]
+fn stdvar_lanes_body(vs: &[f64], start: [usize; 4], n: usize, st: &mut StdvarLanes) {
+    let lanes = [
+        &vs[start[0]..start[0] + n],
+        &vs[start[1]..start[1] + n],
+        &vs[start[2]..start[2] + n],
+        &vs[start[3]..start[3] + n],
+    ];
+    let quads = lanes[0].iter().zip(lanes[1]).zip(lanes[2]).zip(lanes[3]);
+    let mut count = 0.0f64;
+    for (((&a, &b), &d), &e) in quads {
+        count += 1.0;
+        let x = [a, b, d, e];
+        for (k, &xk) in x.iter().enumerate() {
+            let delta = xk - (st.mean[k] + st.c_mean[k]);
+            (st.mean[k], st.c_mean[k]) = kahan_inc_select(delta / count, st.mean[k], st.c_mean[k]);
+            let d2 = delta * (xk - (st.mean[k] + st.c_mean[k]));
+            (st.aux[k], st.c_aux[k]) = kahan_inc_select(d2, st.aux[k], st.c_aux[k]);
+        }
+    }
+}
+
 fn stdvar_over_time(vs: &[f64]) -> f64 {
     let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for &v in vs {
@@ -664,6 +760,18 @@ mod avx {
         c: &mut [f64; 4],
     ) {
         super::neumaier_lanes_body(vs, start, n, sum, c)
+    }
+
+    #[target_feature(enable = "avx")]
+    fn stdvar_lanes_avx(vs: &[f64], start: [usize; 4], n: usize, st: &mut super::StdvarLanes) {
+        super::stdvar_lanes_body(vs, start, n, st)
+    }
+
+    /// [`super::stdvar_lanes`] with AVX; only called after [`available`].
+    pub fn stdvar_lanes(vs: &[f64], start: [usize; 4], n: usize, st: &mut super::StdvarLanes) {
+        debug_assert!(available());
+        // SAFETY: as in `linear_regression` above: the caller checked `available()`.
+        unsafe { stdvar_lanes_avx(vs, start, n, st) }
     }
 
     /// [`super::neumaier_lanes`] with AVX; only called after [`available`].
@@ -1286,6 +1394,11 @@ fn run_range(
         "avg_over_time" if p3 => Some(true),
         _ => None,
     };
+    let batched_var = match name {
+        "stdvar_over_time" => Some(false),
+        "stddev_over_time" => Some(true),
+        _ => None,
+    };
     let one = |s: &RawSeries| -> Result<Vec<(i64, f64)>> {
         if let Some(is_max) = fast {
             // One window (instant query): a plain scan is cheaper than the deque.
@@ -1295,6 +1408,9 @@ fn run_range(
         }
         if let (Some(avg), true, true) = (batched_sum, n > 1, monotonic) {
             return Ok(batched_sums(&arg, s, r, avg));
+        }
+        if let (Some(sqrt), true, true) = (batched_var, n > 1, monotonic) {
+            return Ok(batched_stdvar(&arg, s, r, sqrt));
         }
         let mut pts = Vec::new();
         let mut p = vec![0.0; params.len()];
@@ -2622,6 +2738,19 @@ mod batched_tests {
                     }
                     let got: Vec<(i64, u64)> = got.iter().map(|&(t, v)| (t, bits(v))).collect();
                     assert_eq!(got, want, "round {round}, avg {avg}, left_open {left_open}");
+                }
+                for sqrt in [false, true] {
+                    let got = batched_stdvar(&arg, &s, &r, sqrt);
+                    let mut want = Vec::new();
+                    for i in 0..r.n() {
+                        let (lo, hi) = arg.window(&s, i);
+                        if lo < hi {
+                            let v = stdvar_over_time(&vs[lo..hi]);
+                            want.push((r.ts(i), bits(if sqrt { v.sqrt() } else { v })));
+                        }
+                    }
+                    let got: Vec<(i64, u64)> = got.iter().map(|&(t, v)| (t, bits(v))).collect();
+                    assert_eq!(got, want, "round {round}, stdvar, left_open {left_open}");
                 }
             }
         }
