@@ -22,7 +22,7 @@ use tsq::storage::Labels;
 const BATCH: usize = 1_000;
 
 mod common;
-use common::{db_state, ok_as as ok, tsq, Rng};
+use common::{db_state, ok_as as ok, small_workload, tsq, Rng};
 
 /// One sample of the file: (labels, t, value bits, 1-based line).
 type Sample = (Labels, i64, u64, usize);
@@ -70,27 +70,7 @@ fn sigkill_during_ingest_leaves_a_prefix_of_whole_batches() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(9);
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("workload.om");
-    // A small workload (one day) keeps CI fast; the long run uses the same file.
-    ok(
-        tsq(
-            &tmp.path().join("unused"),
-            &[
-                "gen",
-                "--dataset",
-                "workload",
-                "--days",
-                "1",
-                "--services",
-                "2",
-                "--instances",
-                "2",
-                "--out",
-                file.to_str().unwrap(),
-            ],
-        ),
-        "gen",
-    );
+    let file = small_workload(tmp.path());
     let data = std::fs::read(&file).unwrap();
     let samples = file_samples(&data);
     {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tsq::storage::{Db, Labels, SyncPolicy};
 
 mod common;
-use common::{db_state, ok_as as ok, stderr, stdout, tsq, Rng};
+use common::{db_state, ok_as as ok, small_workload, stderr, stdout, tsq, Rng};
 
 fn trials() -> (usize, u64) {
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
@@ -53,21 +53,7 @@ fn check_clean(db: &Path, ctx: &str) {
 
 /// A database with a day of the workload dataset, still in the head (WAL) after ingest.
 fn template(dir: &Path) -> std::path::PathBuf {
-    let file = dir.join("workload.om");
-    let args = [
-        "gen",
-        "--dataset",
-        "workload",
-        "--days",
-        "1",
-        "--services",
-        "2",
-        "--instances",
-        "2",
-        "--out",
-        file.to_str().unwrap(),
-    ];
-    ok(tsq(&dir.join("unused"), &args), "gen");
+    let file = small_workload(dir);
     let db = dir.join("template");
     ok(tsq(&db, &["ingest", file.to_str().unwrap()]), "ingest");
     db

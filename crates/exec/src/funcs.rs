@@ -385,13 +385,9 @@ fn go_heap_select(items: &[(usize, f64)], k: usize, top: bool) -> Vec<(usize, f6
     h
 }
 
-/// `sum_over_time` (or, with `avg`, 3.x's `avg_over_time`) of every step's window of `s`,
-/// the windows' compensated sums computed four at a time: each window gets exactly the
-/// additions `kahan_sum` / `avg_p3` would make, in the same order, so the results are
-/// bit-identical, while the four independent dependency chains overlap in the CPU. A window
-/// whose running sum overflows (where 3.x's mean switches formula) is recomputed alone.
-fn batched_sums(arg: &RangeArg, s: &RawSeries, r: &Range, avg: bool) -> Vec<(i64, f64)> {
-    // Windows of the steps, in step order (evaluation times ascend).
+/// The non-empty windows of `s` for the steps of `arg`, as (step, lo, hi), in step order
+/// (evaluation times must ascend).
+fn step_windows(arg: &RangeArg, s: &RawSeries) -> Vec<(usize, usize, usize)> {
     let mut wins: Vec<(usize, usize, usize)> = Vec::with_capacity(arg.eval_t.len());
     let (mut lo, mut hi) = (0usize, 0usize);
     for (i, &t) in arg.eval_t.iter().enumerate() {
@@ -400,6 +396,29 @@ fn batched_sums(arg: &RangeArg, s: &RawSeries, r: &Range, avg: bool) -> Vec<(i64
             wins.push((i, lo, hi));
         }
     }
+    wins
+}
+
+/// Four equally long windows of `vs` read side by side: the `j`-th item holds the `j`-th
+/// value of each (lane `k` starts at `start[k]`).
+#[inline(always)]
+fn four_lanes(vs: &[f64], start: [usize; 4], n: usize) -> impl Iterator<Item = [f64; 4]> + '_ {
+    let lanes = start.map(|s0| &vs[s0..s0 + n]);
+    lanes[0]
+        .iter()
+        .zip(lanes[1])
+        .zip(lanes[2])
+        .zip(lanes[3])
+        .map(|(((&a, &b), &d), &e)| [a, b, d, e])
+}
+
+/// `sum_over_time` (or, with `avg`, 3.x's `avg_over_time`) of every step's window of `s`,
+/// the windows' compensated sums computed four at a time: each window gets exactly the
+/// additions `kahan_sum` / `avg_p3` would make, in the same order, so the results are
+/// bit-identical, while the four independent dependency chains overlap in the CPU. A window
+/// whose running sum overflows (where 3.x's mean switches formula) is recomputed alone.
+fn batched_sums(arg: &RangeArg, s: &RawSeries, r: &Range, avg: bool) -> Vec<(i64, f64)> {
+    let wins = step_windows(arg, s);
     let vs = &s.vs;
     let mut out = Vec::with_capacity(wins.len());
     for group in wins.chunks(4) {
@@ -588,14 +607,7 @@ fn avg_242(vs: &[f64]) -> f64 {
 /// mean is read inside the loop), so the results are bit-identical; the four independent
 /// chains hide the latency of the per-sample division.
 fn batched_stdvar(arg: &RangeArg, s: &RawSeries, r: &Range, sqrt: bool) -> Vec<(i64, f64)> {
-    let mut wins: Vec<(usize, usize, usize)> = Vec::with_capacity(arg.eval_t.len());
-    let (mut lo, mut hi) = (0usize, 0usize);
-    for (i, &t) in arg.eval_t.iter().enumerate() {
-        arg.advance_window(s, t, &mut lo, &mut hi);
-        if lo < hi {
-            wins.push((i, lo, hi));
-        }
-    }
+    let wins = step_windows(arg, s);
     let vs = &s.vs;
     let mut out = Vec::with_capacity(wins.len());
     for group in wins.chunks(4) {
@@ -658,17 +670,9 @@ fn kahan_inc_select(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 
 #[inline(always)]
 fn stdvar_lanes_body(vs: &[f64], start: [usize; 4], n: usize, st: &mut StdvarLanes) {
-    let lanes = [
-        &vs[start[0]..start[0] + n],
-        &vs[start[1]..start[1] + n],
-        &vs[start[2]..start[2] + n],
-        &vs[start[3]..start[3] + n],
-    ];
-    let quads = lanes[0].iter().zip(lanes[1]).zip(lanes[2]).zip(lanes[3]);
     let mut count = 0.0f64;
-    for (((&a, &b), &d), &e) in quads {
+    for x in four_lanes(vs, start, n) {
         count += 1.0;
-        let x = [a, b, d, e];
         for (k, &xk) in x.iter().enumerate() {
             let delta = xk - (st.mean[k] + st.c_mean[k]);
             (st.mean[k], st.c_mean[k]) = kahan_inc_select(delta / count, st.mean[k], st.c_mean[k]);
@@ -805,16 +809,8 @@ fn neumaier_lanes_body(
     sum: &mut [f64; 4],
     c: &mut [f64; 4],
 ) {
-    let lanes = [
-        &vs[start[0]..start[0] + n],
-        &vs[start[1]..start[1] + n],
-        &vs[start[2]..start[2] + n],
-        &vs[start[3]..start[3] + n],
-    ];
     let (mut s, mut cc) = (*sum, *c);
-    let quads = lanes[0].iter().zip(lanes[1]).zip(lanes[2]).zip(lanes[3]);
-    for (((&a, &b), &d), &e) in quads {
-        let x = [a, b, d, e];
+    for x in four_lanes(vs, start, n) {
         for k in 0..4 {
             (s[k], cc[k]) = neumaier_step(x[k], s[k], cc[k]);
         }

@@ -67,3 +67,24 @@ pub fn db_state(dir: &Path) -> State {
     }
     out
 }
+
+/// Writes a day of the workload dataset for 2 services x 2 instances (184,320 samples) to
+/// `dir/workload.om` and returns its path.
+pub fn small_workload(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("workload.om");
+    let args = [
+        "gen",
+        "--dataset",
+        "workload",
+        "--days",
+        "1",
+        "--services",
+        "2",
+        "--instances",
+        "2",
+        "--out",
+        file.to_str().unwrap(),
+    ];
+    ok_as(tsq(&dir.join("unused"), &args), "gen");
+    file
+}
