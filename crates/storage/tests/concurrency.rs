@@ -24,6 +24,14 @@ fn labels(name: &str) -> Labels {
     Labels::new([("__name__", name), ("job", "conc")])
 }
 
+/// How long the writers run: `TSQ_CONCURRENCY_MS`, default 1500 ms.
+fn run_ms() -> u64 {
+    std::env::var("TSQ_CONCURRENCY_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500)
+}
+
 /// Checks one snapshot; returns the newest timestamp seen.
 fn check_snapshot(db: &Db, who: &str) -> Result<Option<i64>, String> {
     let got = db
@@ -65,10 +73,7 @@ fn check_snapshot(db: &Db, who: &str) -> Result<Option<i64>, String> {
 
 #[test]
 fn readers_see_whole_batches_while_writer_flushes_and_compacts() {
-    let run_ms: u64 = std::env::var("TSQ_CONCURRENCY_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1500);
+    let run_ms = run_ms();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let db = Db::builder()
@@ -241,10 +246,7 @@ fn readers_see_whole_batches_while_writer_flushes_and_compacts() {
 /// equal, and after a reopen every batch a writer saw acknowledged must be there, whole.
 #[test]
 fn several_writers_share_one_db_with_group_commit() {
-    let run_ms: u64 = std::env::var("TSQ_CONCURRENCY_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1500);
+    let run_ms = run_ms();
     const WRITERS: usize = 3;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
