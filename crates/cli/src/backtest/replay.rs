@@ -528,8 +528,18 @@ pub fn replay(
             };
             s.started[i] = true;
             drop(s);
-            let r = run(i);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i)));
             s = sched.lock().expect("no panics while holding the lock");
+            let r = match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    // Wake the other worker (it may wait for this rule) before unwinding.
+                    s.failed = true;
+                    wake.notify_all();
+                    drop(s);
+                    std::panic::resume_unwind(panic);
+                }
+            };
             s.failed |= r.is_err();
             s.results[i] = Some(r);
             s.done[i] = true;
