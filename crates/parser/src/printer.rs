@@ -183,6 +183,11 @@ impl Display for DurationExpr {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             DurationExpr::Literal(ms) => f.write_str(&format_duration(*ms)),
+            // `Inf` is not a duration token: an overflowing literal (`58e4404`) prints as one
+            // that overflows again.
+            DurationExpr::Number(v) if v.is_infinite() => {
+                f.write_str(if *v > 0.0 { "1e999" } else { "-1e999" })
+            }
             DurationExpr::Number(v) => f.write_str(&format_number(*v)),
             DurationExpr::Step => f.write_str("step()"),
             DurationExpr::Range => f.write_str("range()"),

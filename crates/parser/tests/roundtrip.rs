@@ -510,6 +510,23 @@ proptest! {
     }
 }
 
+/// Regression (found by the `parse_query` fuzz target, session 3): a number literal that
+/// overflows to +Inf inside a duration expression printed as `Inf`, which is not a duration
+/// token, so the canonical print of `_4[02--------58e4404/0]` did not parse.
+#[test]
+fn infinite_number_in_a_duration_prints_as_a_literal_that_parses() {
+    for q in [
+        "_4[02--------58e4404/0]",
+        "x[1e999 * 0 + 5m]",
+        "x[5m:-1e999 + 1m]",
+    ] {
+        if parse(q).is_ok() {
+            assert!(check(q).unwrap(), "{q}");
+        }
+    }
+    assert!(parse("_4[02--------58e4404/0]").is_ok());
+}
+
 /// The generator must mostly produce valid queries, or the property above proves little.
 #[test]
 fn generator_mostly_valid() {
