@@ -622,20 +622,17 @@ fn batched_stdvar(arg: &RangeArg, s: &RawSeries, r: &Range, sqrt: bool) -> Vec<(
             stdvar_lanes(vs, start, common, &mut st);
         }
         for (k, &(i, lo, hi)) in group.iter().enumerate() {
-            let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (
-                common as f64,
-                st.mean[k],
-                st.c_mean[k],
-                st.aux[k],
-                st.c_aux[k],
-            );
+            let mut acc = StdvarAcc {
+                count: common as f64,
+                mean: st.mean[k],
+                c_mean: st.c_mean[k],
+                aux: st.aux[k],
+                c_aux: st.c_aux[k],
+            };
             for &v in &vs[lo + common..hi] {
-                count += 1.0;
-                let delta = v - (mean + c_mean);
-                (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-                (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+                acc.push(v);
             }
-            let var = (aux + c_aux) / count;
+            let var = acc.finish();
             out.push((r.ts(i), if sqrt { var.sqrt() } else { var }));
         }
     }
@@ -682,15 +679,36 @@ fn stdvar_lanes_body(vs: &[f64], start: [usize; 4], n: usize, st: &mut StdvarLan
     }
 }
 
-fn stdvar_over_time(vs: &[f64]) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &v in vs {
-        count += 1.0;
-        let delta = v - (mean + c_mean);
-        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+/// Prometheus's compensated running variance (`stdvar_over_time`), one value at a time.
+#[derive(Default)]
+struct StdvarAcc {
+    count: f64,
+    mean: f64,
+    c_mean: f64,
+    aux: f64,
+    c_aux: f64,
+}
+
+impl StdvarAcc {
+    fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        let delta = v - (self.mean + self.c_mean);
+        (self.mean, self.c_mean) = kahan_inc(delta / self.count, self.mean, self.c_mean);
+        let d2 = delta * (v - (self.mean + self.c_mean));
+        (self.aux, self.c_aux) = kahan_inc(d2, self.aux, self.c_aux);
     }
-    (aux + c_aux) / count
+
+    fn finish(&self) -> f64 {
+        (self.aux + self.c_aux) / self.count
+    }
+}
+
+fn stdvar_over_time(vs: &[f64]) -> f64 {
+    let mut acc = StdvarAcc::default();
+    for &v in vs {
+        acc.push(v);
+    }
+    acc.finish()
 }
 
 /// Prometheus's `quantile`: NaN sorts first, linear interpolation between ranks.
