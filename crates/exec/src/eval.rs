@@ -172,9 +172,10 @@ pub(crate) struct Evaluator<'a> {
     pub samples_loaded: usize,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
-    /// Subexpressions written more than once in the query (by address of the node): their
-    /// printed form, the key of `memo`.
-    pub repeated: HashMap<usize, String>,
+    /// Subexpressions written more than once in the query, or kept by the shared cache (by
+    /// address of the node): their printed form, the key of `memo`, and whether the query
+    /// itself repeats it (only those are kept in `memo`).
+    pub repeated: HashMap<usize, (String, bool)>,
     /// Values of repeated subexpressions by (printed form, start, end, step).
     pub memo: HashMap<(String, i64, i64, i64), Val>,
     /// Subexpression values shared with other queries, if the caller gave a cache.
@@ -558,11 +559,12 @@ fn node_id(e: &Expr) -> usize {
 }
 
 /// Finds the function calls, aggregations and binary operations that occur more than once
-/// in `root` (the same text), e.g. an error ratio used by two pattern symbols.
+/// in `root` (the same text), e.g. an error ratio used by two pattern symbols, and those the
+/// shared cache keeps (flagged false when the query has them once).
 fn repeated_subexpressions(
     root: &Expr,
     shared: Option<&SharedSubexpressions>,
-) -> HashMap<usize, String> {
+) -> HashMap<usize, (String, bool)> {
     let mut seen: Vec<(&Expr, String)> = Vec::new();
     root.visit(&mut |e| {
         if matches!(e, Expr::Call(_) | Expr::Aggregate(_) | Expr::Binary(_)) {
@@ -579,8 +581,10 @@ fn repeated_subexpressions(
         .map(|(k, _)| k.to_string())
         .collect();
     seen.into_iter()
-        .filter(|(_, k)| keep.contains(k) || shared.is_some_and(|sh| sh.keep.contains(k)))
-        .map(|(e, k)| (node_id(e), k))
+        .filter_map(|(e, k)| {
+            let here = keep.contains(&k);
+            (here || shared.is_some_and(|sh| sh.keep.contains(&k))).then(|| (node_id(e), (k, here)))
+        })
         .collect()
 }
 
@@ -1029,9 +1033,10 @@ impl<'a> Evaluator<'a> {
         if self.repeated.is_empty() {
             return self.eval_node(e, r);
         }
-        let Some(key) = self.repeated.get(&node_id(e)) else {
+        let Some((key, here)) = self.repeated.get(&node_id(e)) else {
             return self.eval_node(e, r);
         };
+        let here = *here;
         let key = (key.clone(), r.start, r.end, r.step);
         if let Some(v) = self.memo.get(&key) {
             return Ok(v.clone());
@@ -1058,7 +1063,9 @@ impl<'a> Evaluator<'a> {
                 for i in &hit.infos {
                     self.info(i.clone());
                 }
-                self.memo.insert(key, hit.val.clone());
+                if here {
+                    self.memo.insert(key, hit.val.clone());
+                }
                 return Ok(hit.val.clone());
             }
             Claim::Mine(c) => c,
@@ -1070,7 +1077,9 @@ impl<'a> Evaluator<'a> {
             warnings: self.warnings[w0..].to_vec(),
             infos: self.infos[i0..].to_vec(),
         });
-        self.memo.insert(key, v.clone());
+        if here {
+            self.memo.insert(key, v.clone());
+        }
         Ok(v)
     }
 
