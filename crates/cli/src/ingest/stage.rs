@@ -47,12 +47,8 @@ impl Spill {
     }
 
     #[inline]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+    fn varint(&mut self, v: u64) {
+        tsq::storage::enc::put_uvarint(&mut self.buf, v);
     }
 
     #[inline]
@@ -168,20 +164,10 @@ impl SpillReader {
 
     #[inline]
     fn varint(&mut self) -> io::Result<u64> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = *self.buf.get(self.pos).ok_or_else(corrupt)?;
-            self.pos += 1;
-            if shift > 63 {
-                return Err(corrupt());
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-        }
+        let mut r = tsq::storage::enc::Reader::new(&self.buf[self.pos..]);
+        let v = r.uvarint().ok_or_else(corrupt)?;
+        self.pos += r.pos();
+        Ok(v)
     }
 
     /// The next item, `None` at the end.
