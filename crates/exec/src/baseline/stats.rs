@@ -165,10 +165,6 @@ pub(crate) fn zscore_value(v: f64, centre: f64, spread: f64) -> f64 {
 impl Stat {
     /// The accumulators the incremental path needs.
     pub fn needs(&self) -> Needs {
-        let order = !matches!(
-            self,
-            Stat::Avg | Stat::Sum | Stat::Count | Stat::Stddev | Stat::Stdvar | Stat::Present
-        );
         let moments = matches!(
             self,
             Stat::Avg
@@ -192,6 +188,8 @@ impl Stat {
                     method: Method::Stddev
                 }
         );
+        // Everything else ranks values; the moment-based statistics never do.
+        let order = !moments;
         Needs { order, moments }
     }
 
