@@ -321,14 +321,11 @@ pub(crate) fn slide<A: WindowAcc>(
         cur.clear();
         windows(step, &mut cur);
         let size: usize = cur.iter().map(|r| r.1 - r.0).sum();
-        let mut removed = 0;
-        for_each_diff(&prev, &cur, &mut points, |a, b, add| {
-            if !add {
-                removed += b - a;
-            }
-        });
-        if removed >= size {
-            // Cheaper to start over than to delete.
+        let mut changed = 0;
+        for_each_diff(&prev, &cur, &mut points, |a, b, _| changed += b - a);
+        if changed >= size {
+            // Cheaper to start over (one sort) than to insert and delete value by value:
+            // the first window, and windows that moved past the previous one.
             let v = gather(vs, &cur);
             acc.rebuild(&v);
         } else {
