@@ -285,14 +285,24 @@ pub fn render_shaded(
         }
         OutputFormat::Csv => {
             writeln!(out, "series,timestamp,value")?;
-            for (labels, t, v) in rows(&res.value) {
-                writeln!(
-                    out,
-                    "{},{},{}",
-                    csv_field(&labels),
-                    fmt_time(t),
-                    prom_float(v)
-                )?;
+            let mut line = |name: &str, t: i64, v: f64| {
+                writeln!(out, "{name},{},{}", fmt_time(t), prom_float(v))
+            };
+            match &res.value {
+                // A series' name is quoted once for all its points.
+                Value::Matrix(m) => {
+                    for s in m {
+                        let name = csv_field(&s.labels.to_string());
+                        for &(t, v) in &s.samples {
+                            line(&name, t, v)?;
+                        }
+                    }
+                }
+                other => {
+                    for (labels, t, v) in rows(other) {
+                        line(&csv_field(&labels), t, v)?;
+                    }
+                }
             }
         }
         OutputFormat::Table => table(out, res)?,

@@ -1,5 +1,6 @@
 //! `tsq query` and `tsq test`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -161,7 +162,8 @@ pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
-    let mut out = std::io::stdout().lock();
+    // Standard output is line-buffered: a range query's rows would cost a write each.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     output::render_shaded(
         &mut out,
         &res,
@@ -170,6 +172,7 @@ pub fn run(db_path: &Path, args: QueryArgs) -> Result<ExitCode> {
         args.out.as_deref(),
         &shade,
     )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
