@@ -206,6 +206,10 @@ pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
         }
     }
     if let Some(db) = db {
+        // The head's data is durable in the WAL already; writing it to blocks now means the
+        // next `tsq` command opens the database without replaying the import (an 8-day
+        // import otherwise leaves ~80 MB of WAL that every open reads again).
+        db.flush()?;
         db.close()?;
     }
     let secs = started.elapsed().as_secs_f64();
