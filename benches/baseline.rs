@@ -8,7 +8,9 @@
 //! * `band_over_time(request_latency_seconds[1d], 3, "mad")` at a 1 m step (1 441 steps of
 //!   a 5 760-sample window: median and MAD per window);
 //! * `quantile without(season) (0.5, avg_over_time(request_latency_seconds[1h]
-//!   seasons(1d, 7, "by_season")))` at a 5 m step (289 steps x 7 seasons of 240 samples).
+//!   seasons(1d, 7, "by_season")))` at a 5 m step (289 steps x 7 seasons of 240 samples);
+//! * `band_over_time(request_latency_seconds[1d], 3, "stddev")` at a 5 m step (the issue
+//!   compares it with VictoriaMetrics's `stddev_over_time` of the same window and step).
 //!
 //! The naive band takes about 20 s per run, so the naive benchmarks are registered only when
 //! benchmarking (`cargo bench --bench baseline`), not in the quick test mode that
@@ -51,6 +53,7 @@ fn dataset() -> (MemStorage, i64) {
 }
 
 const BAND: &str = r#"band_over_time(request_latency_seconds[1d], 3, "mad")"#;
+const BAND_SD: &str = r#"band_over_time(request_latency_seconds[1d], 3, "stddev")"#;
 const SEASONAL: &str = r#"quantile without(season) (0.5, avg_over_time(request_latency_seconds[1h] seasons(1d, 7, "by_season")))"#;
 
 const LOAD_FLOOR: &str = "count_over_time(request_latency_seconds[7d1h])";
@@ -71,7 +74,7 @@ fn bench(c: &mut Criterion) {
     let start = end - DAY_MS;
     let run = |q: &str, step: i64| engine.range_query(&db, q, start, end, step).unwrap();
     // Same answers both ways (the oracle of the property tests, here on real data).
-    for (q, step) in [(BAND, 60_000), (SEASONAL, 300_000)] {
+    for (q, step) in [(BAND, 60_000), (SEASONAL, 300_000), (BAND_SD, 300_000)] {
         let from = end - 2 * 3_600_000;
         let a = engine.range_query(&db, q, from, end, step).unwrap();
         let b = with_naive_windows(|| engine.range_query(&db, q, from, end, step).unwrap());
@@ -102,6 +105,9 @@ fn bench(c: &mut Criterion) {
         "seasonal median of 7 x 1h, last day at 5m: incremental",
         |b| b.iter(|| points(&run(SEASONAL, 300_000))),
     );
+    g.bench_function("band stddev 1d, last day at 5m: incremental", |b| {
+        b.iter(|| points(&run(BAND_SD, 300_000)))
+    });
     // The floor both seasonal paths share: selecting the same 7 days and 1 hour of raw samples
     // (copying 1.4 M samples out of the store) with a trivial window function.
     g.bench_function("load floor: count_over_time([7d1h]), last day at 5m", |b| {
@@ -112,6 +118,9 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| with_naive_windows(|| points(&run(SEASONAL, 300_000)))),
     );
     if benching {
+        g.bench_function("band stddev 1d, last day at 5m: naive recompute", |b| {
+            b.iter(|| with_naive_windows(|| points(&run(BAND_SD, 300_000))))
+        });
         g.sampling_mode(SamplingMode::Flat);
         g.bench_function("band mad 1d, last day at 1m: naive recompute", |b| {
             b.iter(|| with_naive_windows(|| points(&run(BAND, 60_000))))
