@@ -19,6 +19,7 @@ mod stats;
 mod tz;
 mod windows;
 
+pub(crate) use moments::Moments;
 pub use query::with_naive_windows;
 pub(crate) use query::{call, has_seasons, outliers_mad, seasonal_matrix};
 

@@ -140,6 +140,22 @@ impl Moments {
         mean_d.abs() > 1e4 * (self.shift + mean_d).abs().max(var.sqrt())
     }
 
+    /// True when the mean has moved more than 100 standard deviations from the shift (a
+    /// window sliding along a level that drifts, such as a counter): the variance then comes
+    /// from a difference of sums 10^4 times larger than itself and has lost four digits;
+    /// [`Moments::rebuild`] re-centres on the window.
+    pub fn off_centre(&self) -> bool {
+        if self.n < 2 {
+            return false;
+        }
+        let n = self.n as f64;
+        let s1 = self.s1 + self.c1;
+        let s2 = self.s2 + self.c2;
+        let mean_d = s1 / n;
+        let var = (s2 / n - mean_d * mean_d).max(0.0);
+        mean_d * mean_d > 1e4 * var
+    }
+
     fn finite(&self) -> usize {
         self.n
     }
