@@ -183,13 +183,16 @@ struct Inner {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     opts: Options,
-    writer: Mutex<Writer>,
+    /// Shared with the `SyncPolicy::Interval` thread, which holds only this and `stop`: were it
+    /// to hold the whole `Inner`, dropping the last `Db` handle while it synced would leave
+    /// the final sync (and the directory lock) to that thread, after `drop` returned.
+    writer: Arc<Mutex<Writer>>,
     /// Records up to this LSN are durable. Held while a sync runs, so that concurrent
     /// committers wait for that sync instead of starting their own (group commit).
     synced_lsn: Mutex<u64>,
     state: RwLock<State>,
     notices: Vec<ReplayNotice>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     _lock: Option<Box<dyn Send + Sync>>,
 }
 
@@ -384,16 +387,16 @@ impl Db {
                 vfs,
                 dir: dir.to_path_buf(),
                 opts,
-                writer: Mutex::new(Writer {
+                writer: Arc::new(Mutex::new(Writer {
                     wal: None,
                     next_seg: last_seg + 1,
                     written_lsn: 0,
                     wal_broken: false,
-                }),
+                })),
                 synced_lsn: Mutex::new(0),
                 state: RwLock::new(state),
                 notices,
-                stop: AtomicBool::new(false),
+                stop: Arc::new(AtomicBool::new(false)),
                 _lock: lock,
             });
             let db = Db { inner };
@@ -407,14 +410,17 @@ impl Db {
     }
 
     fn spawn_syncer(&self, every: Duration) {
-        let weak = Arc::downgrade(&self.inner);
+        let (writer, stop) = (self.inner.writer.clone(), self.inner.stop.clone());
         std::thread::spawn(move || loop {
             std::thread::sleep(every);
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let mut w = inner.writer.lock();
+            let mut w = writer.lock();
+            // The last handle may have been dropped (and made its final sync) meanwhile.
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             if let Some(wal) = w.wal.as_mut() {
                 if wal.sync().is_err() {
                     w.wal_broken = true;
@@ -1449,8 +1455,8 @@ fn vfs_arc(v: &Arc<dyn Vfs>) -> Arc<dyn Vfs> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        let mut w = self.writer.lock();
         self.stop.store(true, Ordering::Relaxed);
-        let w = self.writer.get_mut();
         if let Some(wal) = w.wal.as_mut() {
             let _ = wal.sync();
         }

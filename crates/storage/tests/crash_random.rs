@@ -12,6 +12,10 @@
 //! the workloads run with `SyncPolicy::Never`, whose promise is weaker: the state after each
 //! operation since the last durable point (a flush, compaction or deletion) is acceptable
 //! too, so whole batches may be lost, but never part of one, and nothing before that point.
+//! Half of those run with `SyncPolicy::Interval` instead (a background thread syncing every
+//! half millisecond, whose syncs may themselves be the call that fails): its promise is the
+//! same, with fewer batches at risk. Its syncs come from another thread, so a crash point of
+//! such a workload is not exactly reproducible by seed; the others are.
 //!
 //! CI runs a few hundred trials; `TSQ_CRASH_TRIALS=10000 cargo test --release -p
 //! tsq-storage --test crash_random` runs the long campaign (`TSQ_CRASH_SEED` picks the
@@ -68,6 +72,8 @@ struct Config {
     /// whole batches committed since the last durable point (a flush, compaction or
     /// deletion, which sync the log), never part of one.
     sync_never: bool,
+    /// With `sync_never`: `SyncPolicy::Interval` instead of `SyncPolicy::Never`.
+    interval: bool,
     ops: Vec<Op>,
 }
 
@@ -133,6 +139,7 @@ fn workload(seed: u64) -> Config {
         retention_ms: r.chance(30).then(|| r.range(15_000, 60_000)),
         // Drawn from its own stream so that adding it left every seed's workload unchanged.
         sync_never: Rng(seed ^ 0x5EED_0000_0000_0001).chance(25),
+        interval: Rng(seed ^ 0x5EED_0000_0000_0002).chance(50),
         ops,
     }
 }
@@ -150,7 +157,9 @@ fn open(vfs: Arc<dyn Vfs>, cfg: &Config) -> tsq_storage::Result<Db> {
         .flush_samples(cfg.flush_samples)
         .retention_ms(cfg.retention_ms)
         .wal_segment_bytes(4096)
-        .sync(if cfg.sync_never {
+        .sync(if cfg.sync_never && cfg.interval {
+            SyncPolicy::Interval(std::time::Duration::from_micros(500))
+        } else if cfg.sync_never {
             SyncPolicy::Never
         } else {
             SyncPolicy::Batch
@@ -462,6 +471,8 @@ struct Stats {
     sync_never_trials: u64,
     /// Of those, trials that came back with fewer batches than acknowledged (as allowed).
     sync_never_lost: u64,
+    /// Of the `sync_never_trials`, those run with `SyncPolicy::Interval`.
+    sync_interval_trials: u64,
 }
 
 fn campaign(first_seed: u64, trials: u64) -> Stats {
@@ -504,6 +515,7 @@ fn campaign(first_seed: u64, trials: u64) -> Stats {
             for torn in [None, Some(r.next())] {
                 st.trials += 1;
                 st.sync_never_trials += u64::from(cfg.sync_never);
+                st.sync_interval_trials += u64::from(cfg.sync_never && cfg.interval);
                 st.torn += u64::from(torn.is_some());
                 let mut image = out.vfs.crash_image(torn);
                 image.clear_fault();
@@ -576,6 +588,7 @@ fn random_workloads_survive_random_crashes() {
     assert!(st.trials >= trials);
     assert!(st.torn > 0 && st.crash_runs > 0);
     assert!(st.sync_never_trials > 0 && st.sync_never_trials < st.trials);
+    assert!(st.sync_interval_trials > 0 && st.sync_interval_trials < st.sync_never_trials);
     assert!(
         st.sync_never_lost > 0,
         "no Never trial lost a batch: the case is not exercised"
@@ -640,6 +653,7 @@ fn flush_never_puts_in_blocks_data_newer_than_the_durable_wal() {
         flush_samples: 3,
         retention_ms: None,
         sync_never: false,
+        interval: false,
         ops: Vec::new(),
     };
     let mut crashes = 0;
