@@ -1,11 +1,17 @@
-//! Criterion benchmark: PromQL evaluation over an in-memory devops dataset
-//! (100 hosts x 10 `cpu_*` gauges, one sample every 10 s for one day: 8.64 M samples).
+//! Criterion benchmark: PromQL evaluation in-process, over in-memory data:
+//!
+//! * a devops-shaped dataset (100 hosts x 10 `cpu_*` gauges, one sample every 10 s for one
+//!   day: 8.64 M samples) for the executor issue's Q1-Q5;
+//! * the workload dataset (`tsq::formats::gen::workload`, 8 days, its
+//!   `request_latency_seconds` and `http_requests_total` series: 210 series, 9.7 M samples)
+//!   for Q6-Q9, over its last day as in benches/queries.sh.
 
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tsq::exec::{Engine, EngineOptions, MemStorage};
+use tsq::formats::gen::{workload, WorkloadParams};
 use tsq::storage::Labels;
 
 const HOSTS: usize = 100;
@@ -51,6 +57,78 @@ fn dataset() -> MemStorage {
         }
     }
     db
+}
+
+/// The workload dataset's latency and request counters, and its last timestamp.
+fn workload_dataset() -> (MemStorage, i64) {
+    let ds = workload(&WorkloadParams {
+        days: 8,
+        ..WorkloadParams::default()
+    });
+    let mut db = MemStorage::new();
+    let wanted: Vec<bool> = ds
+        .series()
+        .iter()
+        .map(|s| s.metric == "request_latency_seconds" || s.metric == "http_requests_total")
+        .collect();
+    let mut last = 0;
+    ds.for_each_sample(|i, t, v| {
+        if wanted[i] {
+            db.add(ds.series()[i].labels.clone(), t, v);
+            last = last.max(t);
+        }
+        Ok::<(), ()>(())
+    })
+    .expect("generator");
+    (db, last)
+}
+
+fn bench_workload(c: &mut Criterion) {
+    let (db, last) = workload_dataset();
+    let engine = Engine::new(EngineOptions::default());
+    // benches/queries.sh's day: the last whole day of the data.
+    let end = last - last % DAY_MS;
+    let start = end - DAY_MS;
+    let mut g = c.benchmark_group("query-workload");
+    g.sample_size(10);
+    let queries: [(&str, &str, i64); 6] = [
+        (
+            "Q6 avg_over_time 1d, last day at 5m",
+            "avg_over_time(request_latency_seconds[1d])",
+            300_000,
+        ),
+        (
+            "Q6 stddev_over_time 1d, last day at 5m",
+            "stddev_over_time(request_latency_seconds[1d])",
+            300_000,
+        ),
+        (
+            "Q7 sum by service of rate 5m, last day at 1m",
+            "sum by (service) (rate(http_requests_total[5m]))",
+            60_000,
+        ),
+        (
+            "Q8 quantile_over_time 0.99 1h, last day at 1h",
+            "quantile_over_time(0.99, request_latency_seconds[1h])",
+            3_600_000,
+        ),
+        (
+            "Q9 latency minus last week's hourly mean, last day at 5m",
+            "request_latency_seconds - avg_over_time(request_latency_seconds[1h] offset 7d)",
+            300_000,
+        ),
+        (
+            "stddev band 1d (baselines), last day at 5m",
+            r#"band_over_time(request_latency_seconds[1d], 3, "stddev")"#,
+            300_000,
+        ),
+    ];
+    for (name, q, step) in queries {
+        g.bench_function(name, |b| {
+            b.iter(|| engine.range_query(&db, q, start, end, step).unwrap())
+        });
+    }
+    g.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -111,5 +189,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_workload);
 criterion_main!(benches);
