@@ -1307,6 +1307,10 @@ pub(crate) fn arg_at(c: &Call, i: usize) -> Result<&Expr> {
 /// Evaluates a function call.
 pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
     let name = c.func.as_str();
+    // Before any dispatch: a seasonal range must not reach it through the baseline path.
+    if ev.p3 && name == "holt_winters" {
+        return err("unknown function with name \"holt_winters\" (renamed to double_exponential_smoothing in Prometheus 3; use profile prometheus-2.42)");
+    }
     // Baseline functions, seasonal ranges and time-zone calendar arguments.
     if let Some(v) = crate::baseline::call(ev, c, r)? {
         return Ok(v);
@@ -1319,9 +1323,6 @@ pub(crate) fn call(ev: &mut Evaluator, c: &Call, r: &Range) -> Result<Val> {
             "function {name:?} is not implemented"
         )));
     };
-    if ev.p3 && name == "holt_winters" {
-        return err("unknown function with name \"holt_winters\" (renamed to double_exponential_smoothing in Prometheus 3; use profile prometheus-2.42)");
-    }
     match def.kind {
         Kind::Range { f, arg, keep_name } => range_fn(ev, c, r, name, f, arg, keep_name),
         Kind::Elem(f) => {
