@@ -536,17 +536,7 @@ pub(crate) fn extended_call(
         if pts.is_empty() {
             continue;
         }
-        if matches!(name, "rate" | "increase") {
-            if let Some(m) = s.labels.metric_name() {
-                if !(m.ends_with("_total")
-                    || m.ends_with("_sum")
-                    || m.ends_with("_count")
-                    || m.ends_with("_bucket"))
-                {
-                    ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {m:?}"));
-                }
-            }
-        }
+        crate::funcs::counter_name_info(ev, name, &s.labels);
         let mut sv = SeriesV {
             labels: s.labels,
             drop_name: s.drop_name,

@@ -1405,8 +1405,20 @@ fn check_dups_242(ev: &Evaluator, out: &[SeriesV]) -> Result<()> {
     Ok(())
 }
 
-fn is_counter_name(n: &str) -> bool {
-    n.ends_with("_total") || n.ends_with("_sum") || n.ends_with("_count") || n.ends_with("_bucket")
+/// Prometheus's info annotation for `rate`/`increase` of a series whose name does not look
+/// like a counter's.
+pub(crate) fn counter_name_info(ev: &mut Evaluator, func: &str, labels: &Labels) {
+    if !matches!(func, "rate" | "increase") {
+        return;
+    }
+    if let Some(m) = labels.metric_name() {
+        let counter = ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|s| m.ends_with(s));
+        if !counter {
+            ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {m:?}"));
+        }
+    }
 }
 
 fn range_fn(
@@ -1577,20 +1589,12 @@ fn run_range(
             arg.series.iter().map(one).collect()
         };
     let mut out = Vec::new();
-    let counter_info = matches!(name, "rate" | "increase");
     for (s, pts) in arg.series.into_iter().zip(results) {
         let pts = pts?;
         if pts.is_empty() {
             continue;
         }
-        if counter_info {
-            if let Some(m) = s.labels.metric_name() {
-                if !is_counter_name(m) {
-                    let msg = format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {m:?}");
-                    ev.info(msg);
-                }
-            }
-        }
+        counter_name_info(ev, name, &s.labels);
         let mut sv = SeriesV {
             labels: s.labels,
             drop_name: s.drop_name,

@@ -711,6 +711,12 @@ fn seasonal(ev: &mut Evaluator, c: &Call, r: &Range, range_idx: usize) -> Result
         }
         None => run_generic(ev, &input, r, f, &params, None)?,
     };
+    let mut seen = vec![false; input.series.len()];
+    for u in units.iter().filter(|u| !u.pts.is_empty()) {
+        if !std::mem::replace(&mut seen[u.series], true) {
+            crate::funcs::counter_name_info(ev, name, &input.series[u.series].labels);
+        }
+    }
     Ok(Val::Vector(emit(ev, &input, r, units, keep_name, None).0))
 }
 
