@@ -531,7 +531,7 @@ impl Db {
                             }
                         }
                         for (name, m) in meta {
-                            manifest.meta.insert(name, m);
+                            manifest.set_meta(name, m);
                         }
                         for (id, t, v) in samples {
                             match ids.get(&id) {
@@ -711,7 +711,7 @@ impl Db {
                 st.head.append(id, t, v);
             }
             for (name, m) in meta {
-                st.manifest.meta.insert(name.clone(), m.clone());
+                st.manifest.set_meta(name.clone(), m.clone());
             }
         }
         let need_flush = {
@@ -977,12 +977,14 @@ impl Db {
         Ok(vals.into_iter().collect())
     }
 
-    /// Metric metadata by metric name.
+    /// Metric metadata by metric name. Metrics whose metadata is the default (type unknown,
+    /// no unit, no help, health) have no entry.
     pub fn metadata(&self) -> BTreeMap<String, MetricMeta> {
         self.inner.state.read().manifest.meta.clone()
     }
 
-    /// Sets the metadata of a metric (durable like a batch).
+    /// Sets the metadata of a metric (durable like a batch). Setting the default removes the
+    /// metric's entry from [`Db::metadata`].
     pub fn set_metadata(&self, metric: &str, meta: MetricMeta) -> Result<()> {
         self.commit(&[], &[(metric.to_string(), meta)]).map(|_| ())
     }
