@@ -1139,7 +1139,7 @@ impl Db {
                 };
                 let _ = newest;
                 let Some(group) = group else { break };
-                self.merge_blocks(&group)?;
+                self.merge_blocks(&group, level)?;
             }
         }
         // Drop tombstones that no longer apply to any block.
@@ -1153,7 +1153,11 @@ impl Db {
         Ok(())
     }
 
-    fn merge_blocks(&self, group: &[Arc<LiveBlock>]) -> Result<()> {
+    /// Merges `group` (blocks within one range of `level` ms) into one block. Chunks are
+    /// copied as they are, except that neighbouring chunks of a series that fit in one chunk
+    /// together (cut only because a block boundary of the flush fell between them) are
+    /// joined, and series with overlapping or deleted samples are re-cut, at `level`.
+    fn merge_blocks(&self, group: &[Arc<LiveBlock>], level: i64) -> Result<()> {
         let vfs = &*self.inner.vfs;
         let blocks_dir = Db::blocks_dir(&self.inner.dir);
         let tombstones = self.inner.state.read().manifest.tombstones.clone();
@@ -1183,13 +1187,32 @@ impl Db {
             };
             let touched = chunks.iter().any(|(i, m)| deleted(*i, m));
             if !overlapping && !touched {
+                let limit = self.inner.opts.chunk_samples;
                 let mut v = Vec::with_capacity(chunks.len());
-                for (i, m) in &chunks {
-                    let data = ordered[*i].block.chunk_bytes(m)?;
-                    v.push(EncodedChunk {
-                        meta: *m,
-                        data: Arc::from(data),
-                    });
+                let mut k = 0;
+                while k < chunks.len() {
+                    // The longest run from `k` that fits in one chunk.
+                    let mut end = k + 1;
+                    let mut n = chunks[k].1.count as usize;
+                    while end < chunks.len() && n + chunks[end].1.count as usize <= limit {
+                        n += chunks[end].1.count as usize;
+                        end += 1;
+                    }
+                    if end == k + 1 {
+                        let (i, m) = &chunks[k];
+                        let data = ordered[*i].block.chunk_bytes(m)?;
+                        v.push(EncodedChunk {
+                            meta: *m,
+                            data: Arc::from(data),
+                        });
+                    } else {
+                        let (mut ts, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                        for (i, m) in &chunks[k..end] {
+                            ordered[*i].block.decode_chunk(m, &mut ts, &mut vals)?;
+                        }
+                        v.push(EncodedChunk::encode(&ts, &vals));
+                    }
+                    k = end;
                 }
                 out.push((labels, v));
                 continue;
@@ -1213,12 +1236,7 @@ impl Db {
             let (ts, vals): (Vec<i64>, Vec<f64>) = merged.into_iter().unzip();
             out.push((
                 labels,
-                cut_chunks(
-                    &ts,
-                    &vals,
-                    self.inner.opts.chunk_samples,
-                    self.inner.opts.block_range_ms,
-                ),
+                cut_chunks(&ts, &vals, self.inner.opts.chunk_samples, level),
             ));
         }
         let seq = Db::next_seq(&mut self.inner.state.write());
