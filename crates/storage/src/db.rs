@@ -508,6 +508,10 @@ impl Db {
             let path = wal_dir.join(name);
             let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
             let bytes: &[u8] = (*data).as_ref();
+            if !bytes.is_empty() && !wal::first_record_intact(bytes) {
+                // Perhaps an epoch record was lost: forget the previous epoch's ids.
+                ids.clear();
+            }
             let scan = wal::scan_segment(&path, bytes, &mut notices, |rec| {
                 match rec {
                     Record::Batch {

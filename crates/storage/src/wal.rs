@@ -404,6 +404,15 @@ fn body_ok(data: &[u8], pos: usize, typ: u8, len: usize) -> Option<bool> {
     Some(h.finalize() == stored)
 }
 
+/// True when the segment starts with a record whose header and body checksums verify (an
+/// empty segment does not). An epoch record is only ever the first of a segment, so a
+/// segment whose start is damaged may have lost one: replay then forgets the ids of the
+/// previous epoch, as the lost record would have made it (samples whose declaration is
+/// lost with it are reported rather than given to another series).
+pub fn first_record_intact(data: &[u8]) -> bool {
+    header_at(data, 0).is_some_and(|(typ, len, ..)| body_ok(data, 0, typ, len) == Some(true))
+}
+
 /// Reads the records of one segment, calling `f` for each good one, and reports damage.
 /// A damaged record is skipped (its header's count and time range are reported when the
 /// header is intact); replay resumes at the next record whose checksums verify.

@@ -287,3 +287,47 @@ fn repair_moves_damaged_blocks_aside_and_keeps_the_rest() {
     assert_eq!(count(&db, "late").unwrap(), 0);
     assert_eq!(db.check(), Vec::<String>::new());
 }
+
+/// An epoch record is the first record of a segment the writer starts afresh; if damage
+/// takes it, replay must not read the next epoch's ids with the previous epoch's meaning.
+/// Here the two processes name the same series by different ids (the first created an
+/// unused series first): with the second segment's epoch record damaged, the database
+/// still opens, reports the damage, and returns every sample under its own series.
+#[test]
+fn damaged_epoch_record_does_not_mix_up_series_ids() {
+    let write = |db: &Db, order: &[&str], t0: i64| {
+        let mut app = db.appender();
+        for name in order {
+            let r = app.series_ref(&Labels::new([("__name__", *name)])).unwrap();
+            let base = if *name == "a" { 1000.0 } else { 2000.0 };
+            for k in 0..10 {
+                app.add(r, t0 + k, base + (t0 + k) as f64);
+            }
+        }
+        app.commit().unwrap();
+    };
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    db.series_ref(&Labels::new([("__name__", "unused")]))
+        .unwrap();
+    write(&db, &["a", "b"], 0);
+    drop(db);
+    let db = open(&vfs).unwrap();
+    write(&db, &["b", "a"], 100);
+    drop(db);
+    let segs = files(&vfs, "/db/wal");
+    assert_eq!(segs.len(), 2);
+    vfs.flip_bit(&segs[1], 3 * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    assert!(!db.recovery_notices().is_empty());
+    for (name, base) in [("a", 1000.0), ("b", 2000.0)] {
+        let got = db
+            .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 1, "{name}");
+        let want: Vec<i64> = (0..10).chain(100..110).collect();
+        assert_eq!(got[0].timestamps, want, "{name}");
+        let want: Vec<f64> = want.iter().map(|&t| base + t as f64).collect();
+        assert_eq!(got[0].values, want, "{name}");
+    }
+}
