@@ -16,6 +16,8 @@
 //! | chunk metas          |  v1: n_chunks x 80 B (ChunkMeta); v2: n_chunks compact records
 //! |                      |  (varints, implicit offsets, repeated statistics elided);
 //! |                      |  sorted by series then time
+//! |                      |  v3: symbols, series and compact metas as in v2, stored as
+//! |                      |  uvarint raw length + one zstd frame
 //! +----------------------+  footer_off = len - 64
 //! | footer (64 B)        |  offsets, time range, index crc, footer crc, magic "TSQBEND1"
 //! +----------------------+
@@ -37,10 +39,20 @@ use crate::vfs::{Bytes, Vfs};
 pub const MAGIC: &[u8; 8] = b"TSQBLOCK";
 /// Footer magic.
 pub const END_MAGIC: &[u8; 8] = b"TSQBEND1";
-/// Current block format version (written by [`write_block`]); version 1 blocks stay readable.
-pub const VERSION: u32 = 2;
+/// Current block format version (written by [`write_block`]); versions 1 and 2 stay
+/// readable.
+pub const VERSION: u32 = 3;
+/// Block format version 2: compact chunk metas, index stored plainly. Also written when
+/// compressing a block's index would not pay (or would pass [`MAX_INDEX_RATIO`]).
+pub const VERSION_V2: u32 = 2;
 /// Block format version 1: 80-byte chunk metas.
 pub const VERSION_V1: u32 = 1;
+/// A version 3 index may decompress to at most this many times its stored size: a bound on
+/// what a crafted block can make a reader allocate. The writer keeps to it by writing
+/// version 2 instead.
+pub const MAX_INDEX_RATIO: usize = 64;
+/// zstd level of a version 3 index.
+const INDEX_ZSTD_LEVEL: i32 = 3;
 const HEADER_LEN: usize = 16;
 const FOOTER_LEN: usize = 64;
 
@@ -145,8 +157,8 @@ pub fn write_block(
     write_block_version(vfs, dir, name, series, VERSION)
 }
 
-/// [`write_block`] in a given format version (1 or 2); version 1 only for tests of old
-/// blocks.
+/// [`write_block`] in a given format version (1, 2 or 3; version 3 falls back to 2 when
+/// compression does not pay); versions 1 and 2 only for tests of old blocks.
 fn write_block_version(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -185,6 +197,7 @@ fn write_block_version(
         buf.push(0);
     }
     let index_off = buf.len() as u64;
+    let data_len = buf.len();
     buf.extend_from_slice(&(symbols.len() as u32).to_le_bytes());
     for i in 0..symbols.len() as u32 {
         let s = symbols.resolve(i);
@@ -201,7 +214,8 @@ fn write_block_version(
         put_uvarint(&mut buf, u64::from(*first));
         put_uvarint(&mut buf, u64::from(*n));
     }
-    let meta_off = if version == VERSION_V1 {
+    let mut version = version;
+    let mut meta_off = if version == VERSION_V1 {
         while buf.len() % 8 != 0 {
             buf.push(0);
         }
@@ -213,6 +227,26 @@ fn write_block_version(
         write_compact_metas(&metas, &mut buf);
         meta_off
     };
+    if version == VERSION {
+        // Version 3: the index as written above, compressed; `meta_off` becomes relative to
+        // the decompressed index. Version 2 when that saves nothing or passes the ratio.
+        let plain = &buf[data_len..];
+        let mut region = Vec::new();
+        put_uvarint(&mut region, plain.len() as u64);
+        match zstd::bulk::compress(plain, INDEX_ZSTD_LEVEL) {
+            Ok(frame)
+                if region.len() + frame.len() < plain.len()
+                    && plain.len() <= MAX_INDEX_RATIO * (region.len() + frame.len()) =>
+            {
+                region.extend_from_slice(&frame);
+                meta_off -= index_off;
+                buf.truncate(data_len);
+                buf.extend_from_slice(&region);
+            }
+            _ => version = VERSION_V2,
+        }
+        buf[8..12].copy_from_slice(&version.to_le_bytes());
+    }
     let index_crc = crc32fast::hash(&buf[index_off as usize..]);
     let footer_start = buf.len();
     buf.extend_from_slice(&index_off.to_le_bytes());
@@ -494,17 +528,38 @@ impl Block {
                 f.index_crc
             ));
         }
-        if self.version == VERSION_V1 {
-            let meta_len = (f.n_chunks as usize)
-                .checked_mul(std::mem::size_of::<ChunkMeta>())
-                .ok_or("chunk count overflows")?;
-            if f.meta_off < f.index_off || f.meta_off as usize + meta_len != footer_start {
-                return Err("chunk meta section does not end at the footer".into());
+        // The index (symbols, series, chunk metas) and where its chunk metas start in it.
+        let decompressed;
+        let (index, meta_at): (&[u8], usize) = if self.version == VERSION {
+            let mut r = Reader::new(region);
+            let raw_len = r.uvarint().ok_or("bad index length")?;
+            let frame = &region[region.len() - r.remaining()..];
+            if raw_len > (MAX_INDEX_RATIO * region.len()) as u64 {
+                return Err(format!(
+                    "index claims {raw_len} bytes, more than {MAX_INDEX_RATIO} times its {} stored",
+                    region.len()
+                ));
             }
-        } else if f.meta_off < f.index_off || f.meta_off as usize > footer_start {
-            return Err("chunk meta section out of bounds".into());
-        }
-        let mut r = Reader::new(&bytes[f.index_off as usize..f.meta_off as usize]);
+            decompressed = zstd::bulk::decompress(frame, raw_len as usize)
+                .map_err(|e| format!("index does not decompress: {e}"))?;
+            if decompressed.len() as u64 != raw_len || f.meta_off > raw_len {
+                return Err("index length or chunk meta offset mismatch".into());
+            }
+            (&decompressed, f.meta_off as usize)
+        } else {
+            if self.version == VERSION_V1 {
+                let meta_len = (f.n_chunks as usize)
+                    .checked_mul(std::mem::size_of::<ChunkMeta>())
+                    .ok_or("chunk count overflows")?;
+                if f.meta_off < f.index_off || f.meta_off as usize + meta_len != footer_start {
+                    return Err("chunk meta section does not end at the footer".into());
+                }
+            } else if f.meta_off < f.index_off || f.meta_off as usize > footer_start {
+                return Err("chunk meta section out of bounds".into());
+            }
+            (region, (f.meta_off - f.index_off) as usize)
+        };
+        let mut r = Reader::new(&index[..meta_at]);
         let n_sym = r.u32().ok_or("truncated symbol table")? as usize;
         let mut symbols = Symbols::default();
         for i in 0..n_sym {
@@ -543,7 +598,7 @@ impl Block {
             postings.add(id as u32, &sl);
             series.push((sl, first as u32, count as u32));
         }
-        let meta_bytes = &bytes[f.meta_off as usize..footer_start];
+        let meta_bytes = &index[meta_at..];
         let metas = match bytemuck::try_cast_slice::<u8, ChunkMeta>(meta_bytes) {
             _ if self.version != VERSION_V1 => {
                 MetaView::Owned(read_compact_metas(meta_bytes, f.n_chunks)?)
@@ -723,7 +778,7 @@ fn parse_footer(path: &Path, bytes: &[u8]) -> Result<(Footer, u32)> {
         return Err(Error::corrupted(path, 0, "bad magic"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION && version != VERSION_V1 {
+    if !(VERSION_V1..=VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
             version,
@@ -781,8 +836,10 @@ mod tests {
     use super::*;
     use crate::vfs::MemVfs;
 
-    fn sample_series() -> Vec<(Labels, Vec<EncodedChunk>)> {
-        vec![
+    /// Two series `a` and `b`, and `filler` look-alike series that make the index worth
+    /// compressing (version 3).
+    fn sample_series(filler: usize) -> Vec<(Labels, Vec<EncodedChunk>)> {
+        let mut v = vec![
             (
                 Labels::new([("__name__", "a"), ("x", "1")]),
                 vec![
@@ -794,24 +851,41 @@ mod tests {
                 Labels::new([("__name__", "b")]),
                 vec![EncodedChunk::encode(&[5], &[7.0])],
             ),
-        ]
+        ];
+        for i in 0..filler {
+            let le = format!("{}", i * 5);
+            v.push((
+                Labels::new([
+                    ("__name__", "c_bucket"),
+                    ("instance", "127.0.0.1:9100"),
+                    ("job", "node"),
+                    ("le", le.as_str()),
+                ]),
+                vec![EncodedChunk::encode(&[5, 15, 25], &[1.0; 3])],
+            ));
+        }
+        v
     }
 
     fn sample_block_version(vfs: &MemVfs, version: u32) -> Block {
         let dir = Path::new("/b");
         vfs.create_dir_all(dir).unwrap();
-        write_block_version(vfs, dir, "0001", &sample_series(), version).unwrap();
+        let filler = if version == VERSION { 40 } else { 0 };
+        write_block_version(vfs, dir, "0001", &sample_series(filler), version).unwrap();
         Block::open(vfs, dir, "0001").unwrap()
     }
 
     #[test]
     fn write_then_read_back() {
-        for version in [VERSION_V1, VERSION] {
+        for version in [VERSION_V1, VERSION_V2, VERSION] {
             let vfs = MemVfs::new();
             let b = sample_block_version(&vfs, version);
             assert_eq!(b.version, version);
-            assert_eq!(b.stats().n_samples, 5);
-            assert_eq!((b.stats().min_t, b.stats().max_t), (1, 10));
+            let filler = if version == VERSION { 40 } else { 0 };
+            assert_eq!(b.stats().n_samples, 5 + 3 * filler);
+            let max_t = if filler > 0 { 25 } else { 10 };
+            assert_eq!((b.stats().min_t, b.stats().max_t), (1, max_t));
+            assert_eq!(b.all_series().unwrap().len(), 2 + filler as usize);
             let sel = b.select(&[Matcher::equal("x", "1")]).unwrap();
             assert_eq!(sel.len(), 1);
             assert_eq!(sel[0].chunks.len(), 2);
@@ -825,6 +899,54 @@ mod tests {
             assert_eq!(vs[3].to_bits(), (-0.0f64).to_bits());
             assert!(b.check().is_empty());
         }
+    }
+
+    /// A version 3 index is the version 2 one compressed; when compressing saves nothing
+    /// (an index of noise) the writer writes version 2 instead. Both read back the same.
+    #[test]
+    fn version_3_compresses_the_index_or_falls_back_to_version_2() {
+        let vfs = MemVfs::new();
+        let dir = Path::new("/b");
+        vfs.create_dir_all(dir).unwrap();
+        let series = sample_series(40);
+        write_block_version(&vfs, dir, "v2", &series, VERSION_V2).unwrap();
+        write_block(&vfs, dir, "v3", &series).unwrap();
+        // One series whose label is 300 pseudo-random characters: nothing to compress.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: String = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect();
+        let noisy = vec![(
+            Labels::new([("__name__", noise.as_str())]),
+            vec![EncodedChunk::encode(&[5], &[7.0])],
+        )];
+        write_block(&vfs, dir, "noisy", &noisy).unwrap();
+        let (v2, v3) = (
+            Block::open(&vfs, dir, "v2").unwrap(),
+            Block::open(&vfs, dir, "v3").unwrap(),
+        );
+        assert_eq!((v2.version, v3.version), (VERSION_V2, VERSION));
+        assert!(
+            v3.bytes().len() * 2 < v2.bytes().len() + 600,
+            "{} vs {}",
+            v3.bytes().len(),
+            v2.bytes().len()
+        );
+        let all = |b: &Block| {
+            b.all_series()
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.labels, s.chunks.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all(&v2), all(&v3));
+        assert!(v3.check().is_empty());
+        assert_eq!(Block::open(&vfs, dir, "noisy").unwrap().version, VERSION_V2);
     }
 
     /// Compact (version 2) metas give back exactly the 80-byte records of version 1, every
@@ -879,7 +1001,7 @@ mod tests {
         // Flip each bit of the file in turn: opening, selecting and decoding either fails
         // with an error or returns exactly the original samples. Never a panic, never
         // different data.
-        for version in [VERSION_V1, VERSION] {
+        for version in [VERSION_V1, VERSION_V2, VERSION] {
             bit_flips(version);
         }
     }

@@ -177,6 +177,11 @@ struct Writer {
     written_lsn: u64,
     /// A WAL write failed: start a fresh segment before the next record.
     wal_broken: bool,
+    /// The current series-id epoch (docs/format/wal.md): every segment the writer starts
+    /// afresh (first write after open, after a flush, after a failed write) begins a new one
+    /// with an epoch record, and a record names a series by id only after declaring its
+    /// labels in the same epoch.
+    epoch: u64,
 }
 
 struct Inner {
@@ -392,6 +397,7 @@ impl Db {
                     next_seg: last_seg + 1,
                     written_lsn: 0,
                     wal_broken: false,
+                    epoch: 0,
                 })),
                 synced_lsn: Mutex::new(0),
                 state: RwLock::new(state),
@@ -500,14 +506,18 @@ impl Db {
         let last_seg = segments.last().map(|s| s.0).unwrap_or(0);
         let mut manifest_dirty = false;
         let mut orphans = 0u64;
-        // WAL bytes read so far: every series id was declared by at least two of them.
-        let mut wal_bytes = 0usize;
+        // WAL series id -> head series id, for the current epoch. Ids are the writing
+        // process's; the head numbers series afresh, densely, in the order they are declared
+        // (an id is only a key here, so a crafted one allocates nothing).
+        let mut ids: HashMap<u32, u32> = HashMap::new();
         for (i, (_, name)) in segments.iter().enumerate() {
             let path = wal_dir.join(name);
             let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
             let bytes: &[u8] = (*data).as_ref();
-            wal_bytes += bytes.len();
-            let max_new = wal_bytes / 2 + 1;
+            if !bytes.is_empty() && !wal::first_record_intact(bytes) {
+                // Perhaps an epoch record was lost: forget the previous epoch's ids.
+                ids.clear();
+            }
             let scan = wal::scan_segment(&path, bytes, &mut notices, |rec| {
                 match rec {
                     Record::Batch {
@@ -516,36 +526,33 @@ impl Db {
                         samples,
                     } => {
                         for (id, labels) in &series {
-                            match head.insert_replayed(*id, labels, max_new) {
-                                Ok(true) => {}
-                                Ok(false) => {
-                                    return Err(Error::corrupted(
-                                        &path,
-                                        0,
-                                        format!("series id {id} reused for {labels}"),
-                                    ))
-                                }
-                                Err(gap) => {
-                                    return Err(Error::corrupted(
-                                        &path,
-                                        0,
-                                        format!(
-                                            "series id {id} would add {gap} series, more than \
-                                             the {wal_bytes} WAL bytes read so far can declare"
-                                        ),
-                                    ))
-                                }
+                            if labels.is_empty() {
+                                // A placeholder (written before epochs existed) for a series
+                                // whose declaration was lost: samples naming it are dropped.
+                                continue;
+                            }
+                            let hid = head.get_or_create(labels);
+                            if *ids.entry(*id).or_insert(hid) != hid {
+                                return Err(Error::corrupted(
+                                    &path,
+                                    0,
+                                    format!("series id {id} reused for {labels}"),
+                                ));
                             }
                         }
                         for (name, m) in meta {
-                            manifest.meta.insert(name, m);
+                            manifest.set_meta(name, m);
                         }
                         for (id, t, v) in samples {
-                            if !head.is_known(id) || !head.append(id, t, v) {
-                                orphans += 1;
+                            match ids.get(&id) {
+                                Some(&hid) => {
+                                    head.append(hid, t, v);
+                                }
+                                None => orphans += 1,
                             }
                         }
                     }
+                    Record::Epoch => ids.clear(),
                     Record::Delete(d) => {
                         head.delete(&d.matchers, d.mint, d.maxt);
                         if !manifest.tombstones.iter().any(|t| t.seq == d.seq) {
@@ -600,9 +607,6 @@ impl Db {
                 }
             }
         }
-        // Series created before a crash but never logged are simply absent; every replayed
-        // series is logged already.
-        head.unlogged.clear();
         if manifest_dirty && !opts.read_only {
             manifest.store(vfs, dir)?;
         }
@@ -671,26 +675,35 @@ impl Db {
             return Ok(CommitInfo::default());
         }
         let mut w = self.inner.writer.lock();
+        // The epoch must be settled before deciding which series this record declares.
+        self.ensure_segment(&mut w)?;
+        let epoch = w.epoch;
         let new_series: Vec<(u32, Labels)>;
         {
             let st = self.inner.state.read();
             let head = &st.head;
             let window = self.inner.opts.ooo_window_ms;
+            let mut undeclared: Vec<u32> = Vec::new();
             for &(id, t, _) in samples {
-                let Some(max_t) = head.max_t_of(id) else {
+                let Some(s) = head.series.get(id as usize) else {
                     return Err(Error::InvalidArgument(format!("unknown series ref {id}")));
                 };
+                let max_t = s.max_t;
                 if max_t != i64::MIN && t < max_t.saturating_sub(window) {
                     return Err(Error::Rejected(format!(
                         "sample for {} at {t} is older than the out-of-order window ({window} ms before its newest sample at {max_t}); nothing in this batch was written",
                         head.labels_of(id)
                     )));
                 }
+                if s.wal_epoch != epoch && undeclared.last() != Some(&id) {
+                    undeclared.push(id);
+                }
             }
-            new_series = head
-                .unlogged
-                .iter()
-                .map(|&id| (id, head.labels_of(id)))
+            undeclared.sort_unstable();
+            undeclared.dedup();
+            new_series = undeclared
+                .into_iter()
+                .map(|id| (id, head.labels_of(id)))
                 .collect();
         }
         let mut payload = Vec::with_capacity(samples.len() * 13 + 64);
@@ -701,13 +714,14 @@ impl Db {
         let my_lsn = w.written_lsn;
         {
             let mut st = self.inner.state.write();
-            let logged = new_series.len();
-            st.head.unlogged.drain(..logged);
+            for (id, _) in &new_series {
+                st.head.series[*id as usize].wal_epoch = epoch;
+            }
             for &(id, t, v) in samples {
                 st.head.append(id, t, v);
             }
             for (name, m) in meta {
-                st.manifest.meta.insert(name.clone(), m.clone());
+                st.manifest.set_meta(name.clone(), m.clone());
             }
         }
         let need_flush = {
@@ -774,29 +788,67 @@ impl Db {
         }
     }
 
-    fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
-        let wal_dir = Db::wal_dir(&self.inner.dir);
+    /// Starts a fresh segment, and with it a new series-id epoch, when there is no segment
+    /// (first write since open or since a flush) or the current one failed.
+    fn ensure_segment(&self, w: &mut Writer) -> Result<()> {
         if w.wal_broken || w.wal.is_none() {
-            let broken = w.wal_broken;
-            let next = w.next_seg;
-            w.next_seg += 1;
-            let mut fresh = WalWriter::create(
-                self.inner.vfs.clone(),
-                &wal_dir,
-                next,
-                self.inner.opts.wal_segment_bytes,
-            )?;
-            if broken {
-                // The broken segment's unsynced records may never become durable, and with
-                // them the declarations of series that later records refer to: declare
-                // every series again, as a flush's new segment does.
-                let (series, meta) = declarations(&self.inner.state.read());
-                let framed = declaration_record(&series, &meta);
-                fresh.append(&framed)?;
-            }
-            w.wal = Some(fresh);
-            w.wal_broken = false;
+            // A broken segment's unsynced records may never become durable, and with them
+            // the declarations of series that later records would name: the new epoch
+            // declares them again. Its metadata is restated for the same reason.
+            let meta = if w.wal_broken {
+                meta_declarations(&self.inner.state.read())
+            } else {
+                Vec::new()
+            };
+            self.start_segment(w, &meta, false)?;
         }
+        Ok(())
+    }
+
+    /// Creates segment `w.next_seg` beginning with an epoch record (and a batch restating
+    /// `meta` when there is any), optionally synced, and makes it the current segment. Every
+    /// series must be declared again before a record names it.
+    fn start_segment(
+        &self,
+        w: &mut Writer,
+        meta: &[(String, MetricMeta)],
+        sync: bool,
+    ) -> Result<()> {
+        let wal_dir = Db::wal_dir(&self.inner.dir);
+        let next = w.next_seg;
+        w.next_seg += 1;
+        let started = WalWriter::create(
+            self.inner.vfs.clone(),
+            &wal_dir,
+            next,
+            self.inner.opts.wal_segment_bytes,
+        )
+        .and_then(|mut fresh| {
+            fresh.append(&wal::epoch_record())?;
+            if !meta.is_empty() {
+                fresh.append(&declaration_record(&[], meta))?;
+            }
+            if sync {
+                fresh.sync()?;
+            }
+            Ok(fresh)
+        });
+        let fresh = match started {
+            Ok(f) => f,
+            Err(e) => {
+                // Whatever the half-made segment holds, the next record goes to another one.
+                w.wal_broken = true;
+                return Err(e);
+            }
+        };
+        w.epoch += 1;
+        w.wal = Some(fresh);
+        w.wal_broken = false;
+        Ok(())
+    }
+
+    fn write_wal(&self, w: &mut Writer, framed: &[u8], sync: bool) -> Result<()> {
+        self.ensure_segment(w)?;
         let wal = w.wal.as_mut().expect("created above");
         let res = wal
             .append(framed)
@@ -935,12 +987,14 @@ impl Db {
         Ok(vals.into_iter().collect())
     }
 
-    /// Metric metadata by metric name.
+    /// Metric metadata by metric name. Metrics whose metadata is the default (type unknown,
+    /// no unit, no help, health) have no entry.
     pub fn metadata(&self) -> BTreeMap<String, MetricMeta> {
         self.inner.state.read().manifest.meta.clone()
     }
 
-    /// Sets the metadata of a metric (durable like a batch).
+    /// Sets the metadata of a metric (durable like a batch). Setting the default removes the
+    /// metric's entry from [`Db::metadata`].
     pub fn set_metadata(&self, metric: &str, meta: MetricMeta) -> Result<()> {
         self.commit(&[], &[(metric.to_string(), meta)]).map(|_| ())
     }
@@ -976,7 +1030,7 @@ impl Db {
         let range = self.inner.opts.block_range_ms;
         // Gather the head's data per block range. The writer lock keeps it unchanged.
         let mut by_range: BTreeMap<i64, Vec<(Labels, Vec<EncodedChunk>)>> = BTreeMap::new();
-        let (series_list, meta_list) = {
+        let meta_list = {
             let st = self.inner.state.read();
             for id in 0..st.head.series.len() as u32 {
                 let chunks = st.head.flush_chunks(id);
@@ -1001,7 +1055,7 @@ impl Db {
                     by_range.entry(cr).or_default().push((labels, v));
                 }
             }
-            declarations(&st)
+            meta_declarations(&st)
         };
         let mut new_blocks = Vec::new();
         for (_, mut series) in by_range {
@@ -1023,22 +1077,13 @@ impl Db {
         let mut manifest = self.inner.state.read().manifest.clone();
         manifest.blocks.extend(new_blocks.iter().cloned());
         manifest.store(vfs, &self.inner.dir)?;
-        // New WAL segment holding every series (so later records can name them), then the
-        // old segments go.
+        // A new WAL segment starting a new epoch (later records declare the series they
+        // name again) and restating the metadata, then the old segments go.
         let wal_dir = Db::wal_dir(&self.inner.dir);
         // Segments up to `old_seq` hold only what the blocks now have.
         let old_seq = w.wal.as_ref().map_or(0, |x| x.seq()).max(w.next_seg - 1);
-        w.next_seg = old_seq + 2;
-        let mut fresh = WalWriter::create(
-            vfs_arc(&self.inner.vfs),
-            &wal_dir,
-            old_seq + 1,
-            self.inner.opts.wal_segment_bytes,
-        )?;
-        fresh.append(&declaration_record(&series_list, &meta_list))?;
-        fresh.sync()?;
-        w.wal = Some(fresh);
-        w.wal_broken = false;
+        w.next_seg = old_seq + 1;
+        self.start_segment(w, &meta_list, true)?;
         for name in vfs
             .list(&wal_dir)
             .map_err(|e| Error::io("list", &wal_dir, e))?
@@ -1056,10 +1101,6 @@ impl Db {
             st.manifest.blocks = manifest.blocks;
             st.blocks.extend(opened);
             st.head.clear_samples();
-            // Series that existed at the snapshot are in the checkpoint now; series created
-            // since (by another thread's `series_ref`) are not, and stay to be logged.
-            let n_snapshot = series_list.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
-            st.head.unlogged.retain(|&id| id >= n_snapshot);
         }
         self.compact_locked(false)?;
         self.apply_retention()?;
@@ -1108,7 +1149,7 @@ impl Db {
                 };
                 let _ = newest;
                 let Some(group) = group else { break };
-                self.merge_blocks(&group)?;
+                self.merge_blocks(&group, level)?;
             }
         }
         // Drop tombstones that no longer apply to any block.
@@ -1122,7 +1163,11 @@ impl Db {
         Ok(())
     }
 
-    fn merge_blocks(&self, group: &[Arc<LiveBlock>]) -> Result<()> {
+    /// Merges `group` (blocks within one range of `level` ms) into one block. Chunks are
+    /// copied as they are, except that neighbouring chunks of a series that fit in one chunk
+    /// together (cut only because a block boundary of the flush fell between them) are
+    /// joined, and series with overlapping or deleted samples are re-cut, at `level`.
+    fn merge_blocks(&self, group: &[Arc<LiveBlock>], level: i64) -> Result<()> {
         let vfs = &*self.inner.vfs;
         let blocks_dir = Db::blocks_dir(&self.inner.dir);
         let tombstones = self.inner.state.read().manifest.tombstones.clone();
@@ -1152,13 +1197,32 @@ impl Db {
             };
             let touched = chunks.iter().any(|(i, m)| deleted(*i, m));
             if !overlapping && !touched {
+                let limit = self.inner.opts.chunk_samples;
                 let mut v = Vec::with_capacity(chunks.len());
-                for (i, m) in &chunks {
-                    let data = ordered[*i].block.chunk_bytes(m)?;
-                    v.push(EncodedChunk {
-                        meta: *m,
-                        data: Arc::from(data),
-                    });
+                let mut k = 0;
+                while k < chunks.len() {
+                    // The longest run from `k` that fits in one chunk.
+                    let mut end = k + 1;
+                    let mut n = chunks[k].1.count as usize;
+                    while end < chunks.len() && n + chunks[end].1.count as usize <= limit {
+                        n += chunks[end].1.count as usize;
+                        end += 1;
+                    }
+                    if end == k + 1 {
+                        let (i, m) = &chunks[k];
+                        let data = ordered[*i].block.chunk_bytes(m)?;
+                        v.push(EncodedChunk {
+                            meta: *m,
+                            data: Arc::from(data),
+                        });
+                    } else {
+                        let (mut ts, mut vals) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                        for (i, m) in &chunks[k..end] {
+                            ordered[*i].block.decode_chunk(m, &mut ts, &mut vals)?;
+                        }
+                        v.push(EncodedChunk::encode(&ts, &vals));
+                    }
+                    k = end;
                 }
                 out.push((labels, v));
                 continue;
@@ -1182,12 +1246,7 @@ impl Db {
             let (ts, vals): (Vec<i64>, Vec<f64>) = merged.into_iter().unzip();
             out.push((
                 labels,
-                cut_chunks(
-                    &ts,
-                    &vals,
-                    self.inner.opts.chunk_samples,
-                    self.inner.opts.block_range_ms,
-                ),
+                cut_chunks(&ts, &vals, self.inner.opts.chunk_samples, level),
             ));
         }
         let seq = Db::next_seq(&mut self.inner.state.write());
@@ -1413,31 +1472,14 @@ impl Db {
     }
 }
 
-/// Series (id, labels) and metric metadata to declare in a WAL segment.
-type Declarations = (Vec<(u32, Labels)>, Vec<(String, MetricMeta)>);
-
-/// Every series of the head (placeholders for lost declarations as empty label sets) and all metric
-/// metadata: what a WAL segment must declare when earlier segments may be gone.
-fn declarations(st: &State) -> Declarations {
-    // Placeholders (ids whose declaration was lost) are declared too, with no labels: replay
-    // only accepts an id gap that the WAL's bytes explain.
-    let series = (0..st.head.series.len() as u32)
-        .map(|id| {
-            let labels = if st.head.is_known(id) {
-                st.head.labels_of(id)
-            } else {
-                Labels::default()
-            };
-            (id, labels)
-        })
-        .collect();
-    let meta = st
-        .manifest
+/// Every metric's metadata: what a segment starting a new epoch restates, so that it stays
+/// in the WAL when earlier segments are gone (the manifest has it too; `repair` may not).
+fn meta_declarations(st: &State) -> Vec<(String, MetricMeta)> {
+    st.manifest
         .meta
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    (series, meta)
+        .collect()
 }
 
 /// A framed batch record declaring series and metadata, with no samples.
@@ -1447,10 +1489,6 @@ fn declaration_record(series: &[(u32, Labels)], meta: &[(String, MetricMeta)]) -
     let mut framed = Vec::new();
     wal::frame(&mut framed, wal::REC_BATCH, &payload, c, a, b);
     framed
-}
-
-fn vfs_arc(v: &Arc<dyn Vfs>) -> Arc<dyn Vfs> {
-    v.clone()
 }
 
 impl Drop for Inner {

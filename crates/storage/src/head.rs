@@ -20,6 +20,10 @@ pub(crate) struct HeadSeries {
     pub ooo: Vec<(i64, f64)>,
     /// Largest timestamp ever appended in order (survives flushes).
     pub max_t: i64,
+    /// The WAL epoch in which this series' labels were last written (0: never). A record
+    /// may name the series by id only when its labels were written earlier in the same
+    /// epoch (docs/format/wal.md).
+    pub wal_epoch: u64,
 }
 
 impl HeadSeries {
@@ -33,8 +37,6 @@ pub(crate) struct Head {
     postings: Postings,
     pub series: Vec<HeadSeries>,
     by_hash: HashMap<u64, Vec<u32>>,
-    /// Series created but not yet written to the WAL.
-    pub unlogged: Vec<u32>,
     pub n_samples: u64,
     /// Encoded bytes and samples of the closed chunks (for [`Head::memory_estimate`]).
     closed_bytes: u64,
@@ -58,7 +60,6 @@ impl Head {
             postings: Postings::default(),
             series: Vec::new(),
             by_hash: HashMap::new(),
-            unlogged: Vec::new(),
             n_samples: 0,
             closed_bytes: 0,
             closed_samples: 0,
@@ -84,52 +85,15 @@ impl Head {
             })
     }
 
-    /// Returns the series id, creating the series (unlogged) when new.
+    /// Returns the series id, creating the series when new (its labels reach the WAL with
+    /// the first record that names it).
     pub fn get_or_create(&mut self, labels: &Labels) -> u32 {
         if let Some(id) = self.lookup(labels) {
             return id;
         }
         let id = self.series.len() as u32;
         self.insert(id, labels);
-        self.unlogged.push(id);
         id
-    }
-
-    /// Creates series `id` while replaying the WAL (ids are dense; gaps are filled with
-    /// empty placeholder series that can never match). A declaration with no labels is a
-    /// placeholder itself (a checkpoint re-declares the placeholders it has, so that every
-    /// gap stays explained by bytes in the WAL). `max_new`: most series this declaration may
-    /// add (the caller bounds it by the WAL bytes read, since each declaration takes at least
-    /// two bytes): a larger gap is refused, so a crafted record cannot make replay allocate
-    /// without bound.
-    pub fn insert_replayed(
-        &mut self,
-        id: u32,
-        labels: &Labels,
-        max_new: usize,
-    ) -> Result<bool, usize> {
-        if (id as usize) < self.series.len() {
-            return Ok(labels.is_empty() && !self.is_known(id) || self.labels_equal(id, labels));
-        }
-        let new = id as usize + 1 - self.series.len();
-        if new > max_new {
-            return Err(new);
-        }
-        while self.series.len() < id as usize + usize::from(labels.is_empty()) {
-            // A series record lost to corruption: keep ids aligned with a placeholder.
-            self.series.push(HeadSeries {
-                labels: Box::new([]),
-                chunks: Vec::new(),
-                open_ts: Vec::new(),
-                open_vals: Vec::new(),
-                ooo: Vec::new(),
-                max_t: i64::MIN,
-            });
-        }
-        if !labels.is_empty() {
-            self.insert(id, labels);
-        }
-        Ok(true)
     }
 
     fn insert(&mut self, id: u32, labels: &Labels) {
@@ -142,6 +106,7 @@ impl Head {
             open_vals: Vec::new(),
             ooo: Vec::new(),
             max_t: i64::MIN,
+            wal_epoch: 0,
         });
         self.by_hash
             .entry(labels_hash(labels))
@@ -151,17 +116,6 @@ impl Head {
 
     pub fn labels_of(&self, id: u32) -> Labels {
         resolve_labels(&self.symbols, &self.series[id as usize].labels)
-    }
-
-    /// True for a series created with labels (not a placeholder for a lost declaration).
-    pub fn is_known(&self, id: u32) -> bool {
-        self.series
-            .get(id as usize)
-            .is_some_and(|s| !s.labels.is_empty())
-    }
-
-    pub fn max_t_of(&self, id: u32) -> Option<i64> {
-        self.series.get(id as usize).map(|s| s.max_t)
     }
 
     /// Appends one sample. Returns false for an unknown series id.

@@ -358,6 +358,14 @@ pub struct MetricMeta {
     pub kind: MetricKind,
 }
 
+impl MetricMeta {
+    /// True when every field has its default (type unknown, no unit, no help, health):
+    /// metadata equal to the default is the same as none, and is not stored.
+    pub fn is_default(&self) -> bool {
+        *self == MetricMeta::default()
+    }
+}
+
 /// The Prometheus staleness marker: a NaN with a fixed payload that ends a series.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 

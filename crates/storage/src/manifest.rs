@@ -91,6 +91,16 @@ fn tokens(line: &str) -> Option<Vec<String>> {
 }
 
 impl Manifest {
+    /// Sets a metric's metadata; metadata equal to the default removes the entry (the
+    /// default is what a metric without an entry has, and no line is stored for it).
+    pub fn set_meta(&mut self, metric: String, meta: MetricMeta) {
+        if meta.is_default() {
+            self.meta.remove(&metric);
+        } else {
+            self.meta.insert(metric, meta);
+        }
+    }
+
     /// The text form.
     pub fn encode(&self) -> String {
         let mut s = String::new();
@@ -123,7 +133,7 @@ impl Manifest {
             }
             s.push('\n');
         }
-        for (name, m) in &self.meta {
+        for (name, m) in self.meta.iter().filter(|(_, m)| !m.is_default()) {
             s.push_str("meta ");
             quote(&mut s, name);
             s.push_str(&format!(" {} {} ", m.metric_type.as_str(), m.kind.as_str()));
@@ -229,7 +239,8 @@ impl Manifest {
                         "health" => MetricKind::Health,
                         _ => return Err(bad(n, "bad metric kind")),
                     };
-                    m.meta.insert(
+                    // Lines with the default (written before 2026-11-28) are dropped.
+                    m.set_meta(
                         t[1].clone(),
                         MetricMeta {
                             metric_type,
@@ -299,6 +310,14 @@ mod tests {
         let text = m.encode();
         let back = Manifest::decode(Path::new("M"), text.as_bytes()).unwrap();
         assert_eq!(back.encode(), text);
+        assert_eq!(back.meta, m.meta);
+        // Metadata equal to the default takes no line, and setting it removes an entry.
+        let mut d = m.clone();
+        d.meta.insert("plain".into(), MetricMeta::default());
+        assert_eq!(d.encode(), text);
+        d.set_meta("up".into(), MetricMeta::default());
+        assert!(!d.meta.contains_key("up"));
+        assert!(!d.encode().contains("meta "));
         assert_eq!(back.tombstones[0].matchers[0].value, "a \"b\"\n.*");
         let mut bad = text.clone().into_bytes();
         bad[20] ^= 1;

@@ -28,6 +28,9 @@ pub const HEADER_LEN: usize = 30;
 pub const REC_BATCH: u8 = 1;
 /// Record type: a deletion.
 pub const REC_DELETE: u8 = 2;
+/// Record type: the start of a series-id epoch (empty payload). Series ids in the records
+/// after it refer only to declarations after it; replay forgets the ids declared before.
+pub const REC_EPOCH: u8 = 3;
 /// Largest payload accepted on replay (a bound for hostile input).
 pub const MAX_RECORD: usize = 1 << 30;
 
@@ -50,7 +53,7 @@ pub struct Deletion {
 pub enum Record {
     /// A committed batch.
     Batch {
-        /// Series first used by this batch: (ref, labels).
+        /// Series declared by this batch (named for the first time in its epoch): (ref, labels).
         series: Vec<(u32, Labels)>,
         /// Metadata updates.
         meta: Vec<(String, MetricMeta)>,
@@ -59,6 +62,8 @@ pub enum Record {
     },
     /// A deletion.
     Delete(Deletion),
+    /// The start of a series-id epoch: ids declared before it are no longer named.
+    Epoch,
 }
 
 /// Encodes a batch payload into `out` and returns (count, min_t, max_t).
@@ -203,6 +208,7 @@ pub fn decode_record(typ: u8, payload: &[u8]) -> Option<Record> {
                 samples,
             })
         }
+        REC_EPOCH => (r.remaining() == 0).then_some(Record::Epoch),
         REC_DELETE => {
             let seq = r.uvarint()?;
             let n = usize::try_from(r.uvarint()?).ok()?;
@@ -251,6 +257,13 @@ pub fn frame(out: &mut Vec<u8>, typ: u8, payload: &[u8], count: u32, min_t: i64,
     h.update(&[typ]);
     h.update(payload);
     out.extend_from_slice(&h.finalize().to_le_bytes());
+}
+
+/// A framed epoch record (the first record of every segment the writer starts afresh).
+pub fn epoch_record() -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 4);
+    frame(&mut out, REC_EPOCH, &[], 0, 0, 0);
+    out
 }
 
 /// The segment file name for a sequence number.
@@ -389,6 +402,15 @@ fn body_ok(data: &[u8], pos: usize, typ: u8, len: usize) -> Option<bool> {
     h.update(&[typ]);
     h.update(payload);
     Some(h.finalize() == stored)
+}
+
+/// True when the segment starts with a record whose header and body checksums verify (an
+/// empty segment does not). An epoch record is only ever the first of a segment, so a
+/// segment whose start is damaged may have lost one: replay then forgets the ids of the
+/// previous epoch, as the lost record would have made it (samples whose declaration is
+/// lost with it are reported rather than given to another series).
+pub fn first_record_intact(data: &[u8]) -> bool {
+    header_at(data, 0).is_some_and(|(typ, len, ..)| body_ok(data, 0, typ, len) == Some(true))
 }
 
 /// Reads the records of one segment, calling `f` for each good one, and reports damage.

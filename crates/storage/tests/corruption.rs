@@ -46,9 +46,11 @@ fn wal_record_damaged_in_the_middle_loses_that_batch_only() {
     drop(db);
     let seg = files(&vfs, "/db/wal").pop().unwrap();
     let len = vfs.len(&seg).unwrap();
-    // Records are equal-sized here: damage the payload of the third.
-    let rec = len / 5;
-    vfs.flip_bit(&seg, (2 * rec + 40) * 8).unwrap();
+    // The segment starts with an epoch record (a header and a checksum, no payload); the
+    // batches after it are about equal-sized: damage the payload of the third.
+    let epoch = tsq_storage::wal::epoch_record().len() as u64;
+    let rec = (len - epoch) / 5;
+    vfs.flip_bit(&seg, (epoch + 2 * rec + 40) * 8).unwrap();
     let db = open(&vfs).unwrap();
     assert_eq!(count(&db, "a").unwrap(), 40);
     let notices = db.recovery_notices();
@@ -156,11 +158,12 @@ fn missing_manifest_with_blocks_refuses_to_open_instead_of_deleting_them() {
     );
 }
 
-/// RELIABILITY.md known problem 1: a checksum-valid WAL record declaring series id
-/// 4,000,000,000 made replay allocate ~500 GB of placeholder series and abort. An id gap
-/// larger than the WAL bytes read can explain is now refused as corruption.
+/// RELIABILITY.md bug 4: a checksum-valid WAL record declaring series id 4,000,000,000 made
+/// replay allocate ~500 GB of placeholder series and abort. Since WAL ids are only keys of a
+/// map during replay (series-id epochs, docs/format/wal.md), such an id allocates nothing:
+/// the record replays like any other.
 #[test]
-fn hostile_series_id_in_a_valid_wal_record_is_refused_not_allocated() {
+fn hostile_series_id_in_a_valid_wal_record_allocates_nothing() {
     use tsq_storage::wal;
     let vfs = MemVfs::new();
     drop(open(&vfs).unwrap());
@@ -178,21 +181,14 @@ fn hostile_series_id_in_a_valid_wal_record_is_refused_not_allocated() {
     f.write_all(&rec).unwrap();
     f.sync().unwrap();
     drop(f);
-    match open(&vfs) {
-        Err(e @ Error::Corrupted { .. }) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("4000000000") && msg.contains("series"),
-                "{msg}"
-            );
-        }
-        other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
-    }
+    let db = open(&vfs).unwrap();
+    assert_eq!(count(&db, "x").unwrap(), 1);
+    assert!(db.recovery_notices().is_empty());
 }
 
-/// Series whose declaration was lost to damage leave placeholder ids; a checkpoint declares
-/// the placeholders too, so that after the old segments are gone the id gap is still
-/// explained by WAL bytes and the database reopens with everything else intact.
+/// Series whose declaration was lost to damage are dropped (their samples reported); a flush
+/// starts a new epoch, and the database reopens with everything else intact. (Before
+/// epochs, the lost ids were kept as placeholders that every checkpoint re-declared.)
 #[test]
 fn placeholders_for_lost_declarations_survive_flush_and_reopen() {
     let vfs = MemVfs::new();
@@ -290,4 +286,48 @@ fn repair_moves_damaged_blocks_aside_and_keeps_the_rest() {
     assert_eq!(count(&db, "early").unwrap(), 50);
     assert_eq!(count(&db, "late").unwrap(), 0);
     assert_eq!(db.check(), Vec::<String>::new());
+}
+
+/// An epoch record is the first record of a segment the writer starts afresh; if damage
+/// takes it, replay must not read the next epoch's ids with the previous epoch's meaning.
+/// Here the two processes name the same series by different ids (the first created an
+/// unused series first): with the second segment's epoch record damaged, the database
+/// still opens, reports the damage, and returns every sample under its own series.
+#[test]
+fn damaged_epoch_record_does_not_mix_up_series_ids() {
+    let write = |db: &Db, order: &[&str], t0: i64| {
+        let mut app = db.appender();
+        for name in order {
+            let r = app.series_ref(&Labels::new([("__name__", *name)])).unwrap();
+            let base = if *name == "a" { 1000.0 } else { 2000.0 };
+            for k in 0..10 {
+                app.add(r, t0 + k, base + (t0 + k) as f64);
+            }
+        }
+        app.commit().unwrap();
+    };
+    let vfs = MemVfs::new();
+    let db = open(&vfs).unwrap();
+    db.series_ref(&Labels::new([("__name__", "unused")]))
+        .unwrap();
+    write(&db, &["a", "b"], 0);
+    drop(db);
+    let db = open(&vfs).unwrap();
+    write(&db, &["b", "a"], 100);
+    drop(db);
+    let segs = files(&vfs, "/db/wal");
+    assert_eq!(segs.len(), 2);
+    vfs.flip_bit(&segs[1], 3 * 8).unwrap();
+    let db = open(&vfs).unwrap();
+    assert!(!db.recovery_notices().is_empty());
+    for (name, base) in [("a", 1000.0), ("b", 2000.0)] {
+        let got = db
+            .select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 1, "{name}");
+        let want: Vec<i64> = (0..10).chain(100..110).collect();
+        assert_eq!(got[0].timestamps, want, "{name}");
+        let want: Vec<f64> = want.iter().map(|&t| base + t as f64).collect();
+        assert_eq!(got[0].values, want, "{name}");
+    }
 }

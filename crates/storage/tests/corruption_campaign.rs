@@ -45,10 +45,18 @@ fn base() -> (MemVfs, Model) {
         }
         app.commit().unwrap();
     };
+    // A series that is never written: the first process numbers the others from 1, the
+    // second (which only knows the series its WAL declared) from 0, so the two WAL epochs
+    // below name the same series by different ids.
+    db.series_ref(&Labels::new([("__name__", "unused"), ("job", "j")]))
+        .unwrap();
     write(&db, 0, 3_600_000);
     write(&db, 7_200_000, 9_000_000);
     db.flush().unwrap();
     write(&db, 9_000_000, 9_600_000);
+    drop(db);
+    let vfs = vfs.crash_image(None);
+    let db = open(&vfs).unwrap();
     write(&db, 9_600_000, 10_200_000);
     drop(db);
     (vfs.crash_image(None), model)

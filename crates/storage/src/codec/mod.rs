@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use io::{put_varint, Reader};
-pub use ts::{TS_DELTA, TS_DOD, TS_GRID, TS_RAW, TS_REGULAR};
+pub use ts::{TS_DELTA, TS_DOD, TS_GRID, TS_GRID_EXC, TS_RAW, TS_REGULAR};
 pub use values::{
     MAX_DECIMAL_EXP, V_CONST, V_DEC_DELTA, V_DEC_DOD, V_DEC_FOR, V_FLOAT_DELTA, V_FLOAT_PATCHED,
     V_RAW, V_XOR,
@@ -437,6 +437,7 @@ fn zstd_name(n: &'static str) -> &'static str {
         "delta" => "delta+zstd",
         "delta-of-delta" => "delta-of-delta+zstd",
         "grid-jitter" => "grid-jitter+zstd",
+        "grid-exceptions" => "grid-exceptions+zstd",
         "const" => "const+zstd",
         "decimal-for" => "decimal-for+zstd",
         "decimal-delta" => "decimal-delta+zstd",

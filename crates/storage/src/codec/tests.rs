@@ -40,7 +40,7 @@ fn raw_v0_still_decodes() {
     assert_eq!(chunk_info(&buf).unwrap().ts_codec, "raw");
 }
 
-const TS_IDS: [u8; 5] = [TS_RAW, TS_REGULAR, TS_DELTA, TS_DOD, TS_GRID];
+const TS_IDS: [u8; 6] = [TS_RAW, TS_REGULAR, TS_DELTA, TS_DOD, TS_GRID, TS_GRID_EXC];
 const VALUE_IDS: [u8; 8] = [
     V_RAW,
     V_CONST,
@@ -234,6 +234,80 @@ fn picks_the_expected_codecs() {
     assert_eq!(i.ts_codec, "grid-jitter", "{i:?}");
     // 11 jitter values need 4 bits: about half a byte per sample.
     assert!(i.ts_bytes < 720 * 6 / 10, "{i:?}");
+}
+
+/// Scrapes mostly on time, with a few late ones (points), a loop that slipped by 3 ms and
+/// a missed scrape (shifts): `grid-exceptions` stores only those.
+#[test]
+fn scrape_timestamps_with_a_few_late_ones_use_grid_exceptions() {
+    let mut ts = Vec::new();
+    let mut t = 1_795_813_519_382i64;
+    for i in 0..720 {
+        let late = if i % 37 == 5 { 6 } else { 0 };
+        ts.push(t + late);
+        t += 10_000;
+        if i == 300 {
+            t += 3;
+        }
+        if i == 500 {
+            t += 10_000;
+        }
+    }
+    let vals = vec![1.0; 720];
+    let chunk = round_trip(&ts, &vals);
+    let i = chunk_info(&chunk).unwrap();
+    assert_eq!(i.ts_codec, "grid-exceptions", "{i:?}");
+    // t0, step, count, then 2 bytes per exception (20 points, 2 shifts) plus the header.
+    assert!(i.ts_bytes <= 5 + 8 + 2 + 1 + 22 * 3, "{i:?}");
+    assert!(check_every_codec(&ts, &vals) > 0);
+    // Every exception at the last index, and exceptions back to back.
+    let mut ts2 = ts.clone();
+    *ts2.last_mut().unwrap() += 1;
+    ts2[10] += 1;
+    ts2[11] += 2;
+    check_every_codec(&ts2, &vals);
+}
+
+/// Hand-made `grid-exceptions` sections that must not decode: more exceptions than samples
+/// or bytes, an index past the end or overflowing, and timestamps that do not increase.
+#[test]
+fn hostile_grid_exceptions_are_rejected() {
+    let chunk = |n: u8, sec: &[u8]| {
+        let mut c = vec![FORMAT_V1, n, TS_GRID_EXC, sec.len() as u8];
+        c.extend_from_slice(sec);
+        c.push(V_CONST);
+        c.extend_from_slice(&1.0f64.to_bits().to_le_bytes());
+        c
+    };
+    let t0 = 1_000i64.to_le_bytes();
+    let with = |rest: &[u8]| {
+        let mut s = t0.to_vec();
+        s.extend_from_slice(rest);
+        s
+    };
+    // Valid: 3 samples, step 10, one point exception at index 1 (+2: zigzag 4, shifted).
+    let ok = chunk(3, &with(&[10, 1, 0, 8]));
+    let (mut t, mut v) = (Vec::new(), Vec::new());
+    decode_chunk(&ok, &mut t, &mut v).unwrap();
+    assert_eq!(t, vec![1_000, 1_012, 1_020]);
+    let bad: [Vec<u8>; 6] = [
+        chunk(3, &with(&[10, 3, 0, 4, 0, 4, 0, 4])), // 3 exceptions for 2 timestamps
+        chunk(3, &with(&[10, 2, 0, 4])),             // fewer bytes than 2 exceptions need
+        chunk(3, &with(&[10, 1, 2, 4])),             // index 3 of 3
+        chunk(
+            3,
+            &with(&[
+                10, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 4,
+            ]),
+        ), // index overflowing
+        chunk(3, &with(&[0, 0])),                    // step 0: not increasing
+        chunk(3, &with(&[10, 1, 0, 79])),            // shift by -20 ms: not increasing
+    ];
+    for c in bad {
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        assert!(decode_chunk(&c, &mut t, &mut v).is_err(), "{c:?}");
+        assert!(t.is_empty() && v.is_empty());
+    }
 }
 
 #[test]
