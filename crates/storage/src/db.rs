@@ -509,7 +509,7 @@ impl Db {
         // WAL series id -> head series id, for the current epoch. Ids are the writing
         // process's; the head numbers series afresh, densely, in the order they are declared
         // (an id is only a key here, so a crafted one allocates nothing).
-        let mut ids: HashMap<u32, u32> = HashMap::new();
+        let mut ids = EpochIds::default();
         for (i, (_, name)) in segments.iter().enumerate() {
             let path = wal_dir.join(name);
             let data = vfs.map(&path).map_err(|e| Error::io("open", &path, e))?;
@@ -532,7 +532,7 @@ impl Db {
                                 continue;
                             }
                             let hid = head.get_or_create(labels);
-                            if *ids.entry(*id).or_insert(hid) != hid {
+                            if ids.insert(*id, hid) != hid {
                                 return Err(Error::corrupted(
                                     &path,
                                     0,
@@ -544,8 +544,8 @@ impl Db {
                             manifest.set_meta(name, m);
                         }
                         for (id, t, v) in samples {
-                            match ids.get(&id) {
-                                Some(&hid) => {
+                            match ids.get(id) {
+                                Some(hid) => {
                                     head.append(hid, t, v);
                                 }
                                 None => orphans += 1,
@@ -1491,6 +1491,56 @@ fn declaration_record(series: &[(u32, Labels)], meta: &[(String, MetricMeta)]) -
     framed
 }
 
+/// WAL series id -> head series id for one epoch of replay. A process numbers its series
+/// densely, so the ids of an epoch are mostly small: they index a vector, which is what a
+/// replay of millions of samples looks up per sample. The vector only grows to an id below
+/// 4 x (declarations seen) + 1024, so a crafted id (4,000,000,000) allocates nothing: ids
+/// above the bound go to a map.
+#[derive(Default)]
+struct EpochIds {
+    dense: Vec<u32>,
+    sparse: HashMap<u32, u32>,
+    declared: usize,
+}
+
+impl EpochIds {
+    const NONE: u32 = u32::MAX;
+
+    fn clear(&mut self) {
+        self.dense.clear();
+        self.sparse.clear();
+        self.declared = 0;
+    }
+
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        match self.dense.get(id as usize) {
+            Some(&h) if h != Self::NONE => Some(h),
+            _ if self.sparse.is_empty() => None,
+            _ => self.sparse.get(&id).copied(),
+        }
+    }
+
+    /// Maps `id` to `hid` unless it is mapped already; returns what `id` maps to.
+    fn insert(&mut self, id: u32, hid: u32) -> u32 {
+        self.declared += 1;
+        if let Some(&h) = self.sparse.get(&id) {
+            return h;
+        }
+        let i = id as usize;
+        if i >= self.dense.len() {
+            if i >= 4 * self.declared + 1024 {
+                return *self.sparse.entry(id).or_insert(hid);
+            }
+            self.dense.resize(i + 1, Self::NONE);
+        }
+        if self.dense[i] == Self::NONE {
+            self.dense[i] = hid;
+        }
+        self.dense[i]
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let mut w = self.writer.lock();
@@ -1573,5 +1623,38 @@ impl RefCache {
         let r = db.series_ref(labels)?;
         self.map.insert(labels.clone(), r);
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EpochIds;
+
+    #[test]
+    fn epoch_ids_dense_sparse_and_bounded() {
+        let mut ids = EpochIds::default();
+        assert_eq!(ids.insert(3, 30), 30);
+        assert_eq!(ids.insert(3, 31), 30, "an id keeps its first mapping");
+        // Far above the bound: a map entry, no vector of four billion slots.
+        assert_eq!(ids.insert(4_000_000_000, 7), 7);
+        assert!(ids.dense.len() <= 4 * 2 + 1024);
+        assert_eq!(ids.get(4_000_000_000), Some(7));
+        assert_eq!(ids.get(3), Some(30));
+        assert_eq!(ids.get(2), None);
+        assert_eq!(ids.get(5_000), None);
+        // An id first mapped sparsely stays mapped there when the vector grows past it.
+        let mut ids = EpochIds::default();
+        assert_eq!(ids.insert(2_000, 1), 1);
+        for i in 0..1_000 {
+            ids.insert(i, 100 + i);
+        }
+        assert_eq!(ids.insert(2_500, 2), 2);
+        assert!(ids.dense.len() > 2_000);
+        assert_eq!(ids.insert(2_000, 9), 1);
+        assert_eq!(ids.get(2_000), Some(1));
+        assert_eq!(ids.get(999), Some(1099));
+        ids.clear();
+        assert_eq!(ids.get(999), None);
+        assert_eq!(ids.get(2_000), None);
     }
 }
