@@ -209,8 +209,16 @@ pub fn run(db_path: &Path, args: IngestArgs) -> Result<ExitCode> {
         // The head's data is durable in the WAL already; writing it to blocks now means the
         // next `tsq` command opens the database without replaying the import (an 8-day
         // import otherwise leaves ~80 MB of WAL that every open reads again).
+        let t = Instant::now();
         db.flush()?;
         db.close()?;
+        if total > 0 {
+            eprintln!(
+                "flushed to blocks in {:.2} s (total {:.2} s)",
+                t.elapsed().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     if args.files.len() > 1 {
