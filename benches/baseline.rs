@@ -22,34 +22,16 @@
 
 use std::time::Duration;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use tsq::exec::baseline::with_naive_windows;
 use tsq::exec::{Engine, EngineOptions, MemStorage, QueryResult, Value};
-use tsq::formats::gen::{workload, WorkloadParams};
 
 const DAY_MS: i64 = 86_400_000;
 
 fn dataset() -> (MemStorage, i64) {
-    let ds = workload(&WorkloadParams {
-        days: 8,
-        ..WorkloadParams::default()
-    });
-    let mut db = MemStorage::new();
-    let wanted: Vec<bool> = ds
-        .series()
-        .iter()
-        .map(|s| s.metric == "request_latency_seconds")
-        .collect();
-    let mut last = 0;
-    ds.for_each_sample(|i, t, v| {
-        if wanted[i] {
-            db.add(ds.series()[i].labels.clone(), t, v);
-            last = last.max(t);
-        }
-        Ok::<(), ()>(())
-    })
-    .expect("generator");
-    (db, last)
+    common::workload_in_memory(&["request_latency_seconds"])
 }
 
 const BAND: &str = r#"band_over_time(request_latency_seconds[1d], 3, "mad")"#;

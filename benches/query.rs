@@ -9,9 +9,10 @@
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use tsq::exec::{Engine, EngineOptions, MemStorage};
-use tsq::formats::gen::{workload, WorkloadParams};
 use tsq::storage::Labels;
 
 const HOSTS: usize = 100;
@@ -61,26 +62,7 @@ fn dataset() -> MemStorage {
 
 /// The workload dataset's latency and request counters, and its last timestamp.
 fn workload_dataset() -> (MemStorage, i64) {
-    let ds = workload(&WorkloadParams {
-        days: 8,
-        ..WorkloadParams::default()
-    });
-    let mut db = MemStorage::new();
-    let wanted: Vec<bool> = ds
-        .series()
-        .iter()
-        .map(|s| s.metric == "request_latency_seconds" || s.metric == "http_requests_total")
-        .collect();
-    let mut last = 0;
-    ds.for_each_sample(|i, t, v| {
-        if wanted[i] {
-            db.add(ds.series()[i].labels.clone(), t, v);
-            last = last.max(t);
-        }
-        Ok::<(), ()>(())
-    })
-    .expect("generator");
-    (db, last)
+    common::workload_in_memory(&["request_latency_seconds", "http_requests_total"])
 }
 
 fn bench_workload(c: &mut Criterion) {

@@ -2684,6 +2684,16 @@ mod heap_tests {
 mod batched_tests {
     use super::*;
 
+    /// A xorshift64 generator: the tests' reproducible random numbers.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// The bits of a value, every NaN as one (the sign and payload of a NaN that comes out of
     /// an addition of two NaNs depend on which operand the compiler puts first).
     fn bits(v: f64) -> u64 {
@@ -2699,13 +2709,7 @@ mod batched_tests {
     /// that overflow to ±Inf, come back through NaN, or stay finite.
     #[test]
     fn deferred_reset_equals_kahan_inc() {
-        let mut x = 0x0bad_cafe_dead_beefu64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x0bad_cafe_dead_beefu64);
         let (mut overflowed, mut finite) = (0, 0);
         for round in 0..2000 {
             let n = (next() % 60) as usize + 1;
@@ -2745,13 +2749,7 @@ mod batched_tests {
         if !avx::available() {
             return;
         }
-        let mut x = 0x5eed_0123_4567_89abu64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x5eed_0123_4567_89abu64);
         for round in 0..300 {
             let n = (next() % 400) as usize + 2;
             let mut ts = Vec::with_capacity(n);
@@ -2791,13 +2789,7 @@ mod batched_tests {
     /// values chosen to stress compensation and overflow (huge, tiny, NaN, ±Inf).
     #[test]
     fn batched_sums_equal_one_window_at_a_time() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def0u64);
         for round in 0..200 {
             let n = (next() % 300) as usize + 1;
             let mut ts = Vec::new();
@@ -2874,13 +2866,7 @@ mod batched_tests {
     /// enter and leave windows, and integers; with random windows and steps.
     #[test]
     fn sliding_moments_match_window_by_window() {
-        let mut x = 0x00c0_ffee_1234_5678u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x00c0_ffee_1234_5678u64);
         let (mut slid, mut windows, mut identical) = (0, 0usize, 0usize);
         let mut worst = 0.0f64;
         for round in 0..300 {
