@@ -365,7 +365,12 @@ fn execute(cfg: &Config, fail_from: Option<u64>, log: Option<&CallLog>) -> Outco
             Err(Error::Rejected(_)) => rejected += 1,
             Err(e) => {
                 assert!(fail_from.is_some(), "error without an injected fault: {e}");
-                std::mem::forget(db); // power loss: no orderly shutdown
+                // Power loss. The fault is sticky (every later call fails), so dropping the
+                // handle changes nothing durable: its final sync fails like any call after
+                // the crash point. Dropping rather than leaking it also stops the
+                // `SyncPolicy::Interval` thread, which a leaked handle would keep syncing
+                // (and failing) every half millisecond for the rest of the campaign.
+                drop(db);
                 return Outcome {
                     acked,
                     with_inflight: with,
