@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use tsq_parser::{AggregateExpr, AggregateOp, Call, Expr};
 use tsq_storage::{Labels, METRIC_NAME};
 
-use crate::baseline::Moments;
+use crate::baseline::{slide, Moments, WindowAcc};
 use crate::eval::{
     err, go_max, go_min, kahan_inc, unparen, ByStep, Evaluator, OutBuilder, Range, RangeArg,
     RawSeries, SeriesV, Val,
@@ -409,6 +409,28 @@ enum Moment {
     Sd,
 }
 
+/// The baseline module's moments, re-centred on the window also when the level they slide
+/// along drifts ([`Moments::off_centre`]): the PromQL functions promise 1e-12 of
+/// Prometheus's answer on counters too.
+struct Recentring(Moments);
+
+impl WindowAcc for Recentring {
+    fn add(&mut self, v: f64) {
+        self.0.add(v);
+    }
+    fn remove(&mut self, v: f64) {
+        self.0.remove(v);
+    }
+    fn rebuild(&mut self, values: &[f64]) {
+        self.0.rebuild(values);
+    }
+    fn settle(&mut self, gather: &mut dyn FnMut() -> Vec<f64>) {
+        if self.0.needs_rebuild() || self.0.off_centre() {
+            self.0.rebuild(&gather());
+        }
+    }
+}
+
 /// `sum`/`avg`/`stdvar`/`stddev_over_time` of every step's window of `s` by sliding one set of
 /// compensated moments (samples entering are added, samples leaving removed), when that is
 /// both much cheaper than recomputing each window and as accurate: windows of at least 64
@@ -449,33 +471,24 @@ fn sliding_moments(
     if !(ok(true) || ok(false)) {
         return None;
     }
-    let vs = &s.vs;
-    let mut m = Moments::default();
+    let mut acc = Recentring(Moments::default());
     let mut out = Vec::with_capacity(wins.len());
-    let (mut plo, mut phi) = (0usize, 0usize);
-    for &(i, lo, hi) in &wins {
-        if lo >= phi || hi - lo <= (lo - plo) + (hi - phi) {
-            m.rebuild(&vs[lo..hi]);
-        } else {
-            for &v in &vs[plo..lo] {
-                m.remove(v);
-            }
-            for &v in &vs[phi..hi] {
-                m.add(v);
-            }
-            if m.needs_rebuild() || m.off_centre() {
-                m.rebuild(&vs[lo..hi]);
-            }
-        }
-        (plo, phi) = (lo, hi);
-        let v = match kind {
-            Moment::Sum => m.sum(),
-            Moment::Mean => m.mean(),
-            Moment::Var => m.variance(),
-            Moment::Sd => m.variance().sqrt(),
-        };
-        out.push((r.ts(i), v));
-    }
+    slide(
+        &s.vs,
+        wins.len(),
+        &mut acc,
+        |k, ranges| ranges.push((wins[k].1, wins[k].2)),
+        |w, acc| {
+            let m = &acc.0;
+            let v = match kind {
+                Moment::Sum => m.sum(),
+                Moment::Mean => m.mean(),
+                Moment::Var => m.variance(),
+                Moment::Sd => m.variance().sqrt(),
+            };
+            out.push((r.ts(wins[w.step].0), v));
+        },
+    );
     Some(out)
 }
 

@@ -22,6 +22,7 @@ mod windows;
 pub(crate) use moments::Moments;
 pub use query::with_naive_windows;
 pub(crate) use query::{call, has_seasons, outliers_mad, seasonal_matrix};
+pub(crate) use windows::{slide, WindowAcc};
 
 /// True when this module evaluates the function `name` (beyond the main function table).
 pub(crate) fn is_known(name: &str) -> bool {
