@@ -132,8 +132,9 @@ impl Head {
                     || t.div_euclid(block_range) != first.div_euclid(block_range)
                 {
                     let c = EncodedChunk::encode(&s.open_ts, &s.open_vals);
-                    self.closed_bytes += c.data.len() as u64;
-                    self.closed_samples += u64::from(c.meta.count);
+                    let (bytes, samples) = closed_size(std::slice::from_ref(&c));
+                    self.closed_bytes += bytes;
+                    self.closed_samples += samples;
                     s.chunks.push(c);
                     // The next chunk will likely be as long as this one: reserve once
                     // instead of growing sample by sample.
@@ -262,10 +263,7 @@ impl Head {
             let chunk_samples = self.chunk_samples;
             let block_range = self.block_range;
             let s = &mut self.series[id as usize];
-            for c in &s.chunks {
-                self.closed_bytes -= c.data.len() as u64;
-                self.closed_samples -= u64::from(c.meta.count);
-            }
+            let (old_bytes, old_samples) = closed_size(&s.chunks);
             s.ooo.clear();
             s.open_ts.clear();
             s.open_vals.clear();
@@ -275,10 +273,9 @@ impl Head {
                 crate::codec::decode_chunk(&last.data, &mut s.open_ts, &mut s.open_vals)
                     .expect("encoded by this process");
             }
-            for c in &s.chunks {
-                self.closed_bytes += c.data.len() as u64;
-                self.closed_samples += u64::from(c.meta.count);
-            }
+            let (bytes, samples) = closed_size(&s.chunks);
+            self.closed_bytes = self.closed_bytes - old_bytes + bytes;
+            self.closed_samples = self.closed_samples - old_samples + samples;
             self.n_samples = self.n_samples.saturating_sub(removed);
         }
     }
@@ -359,6 +356,13 @@ pub(crate) fn cut_chunks(
         start = end;
     }
     out
+}
+
+/// Encoded bytes and samples of closed chunks (what [`Head::memory_estimate`] counts).
+fn closed_size(chunks: &[EncodedChunk]) -> (u64, u64) {
+    chunks.iter().fold((0, 0), |(b, n), c| {
+        (b + c.data.len() as u64, n + u64::from(c.meta.count))
+    })
 }
 
 #[cfg(test)]
