@@ -15,7 +15,7 @@ use tsq_storage::{is_stale_nan, Labels, MatchOp, Matcher, METRIC_NAME};
 
 use crate::funcs;
 use crate::value::{QueryResult, Sample, Series, Value};
-use crate::{EngineOptions, Error, Profile, Queryable, Result};
+use crate::{EngineOptions, Error, Profile, Queryable, Result, SeriesSet};
 
 /// The steps of an evaluation: `start, start + step, ... <= end`; `step == 0` means one step.
 #[derive(Debug, Clone, Copy)]
@@ -304,26 +304,40 @@ impl ExtendedArg {
     }
 }
 
+/// The error of a query past `max_samples` loaded samples.
+pub(crate) fn samples_limit_error(max_samples: usize) -> Error {
+    Error::Limit(format!(
+        "query processing would load too many samples into memory in query execution (limit {max_samples})"
+    ))
+}
+
 /// Drops staleness markers (they are not samples of range vectors).
 fn drop_stale(mut raw: Vec<RawSeries>) -> Vec<RawSeries> {
     for s in &mut raw {
-        // Branch-free over blocks of values so that the scan vectorises: most series hold
-        // no marker and this pass reads every value.
-        let has_marker =
-            s.vs.chunks(64)
-                .any(|c| c.iter().fold(false, |a, v| a | is_stale_nan(*v)));
-        if has_marker {
-            let (ts, vs): (Vec<i64>, Vec<f64>) =
-                s.ts.iter()
-                    .zip(&s.vs)
-                    .filter(|(_, v)| !is_stale_nan(**v))
-                    .map(|(t, v)| (*t, *v))
-                    .unzip();
-            s.ts = ts;
-            s.vs = vs;
-        }
+        drop_stale_one(s);
     }
     raw
+}
+
+/// Drops one series' staleness markers, in place.
+pub(crate) fn drop_stale_one(s: &mut RawSeries) {
+    // Branch-free over blocks of values so that the scan vectorises: most series hold
+    // no marker and this pass reads every value.
+    let has_marker =
+        s.vs.chunks(64)
+            .any(|c| c.iter().fold(false, |a, v| a | is_stale_nan(*v)));
+    if has_marker {
+        let mut w = 0;
+        for i in 0..s.vs.len() {
+            if !is_stale_nan(s.vs[i]) {
+                s.ts[w] = s.ts[i];
+                s.vs[w] = s.vs[i];
+                w += 1;
+            }
+        }
+        s.ts.truncate(w);
+        s.vs.truncate(w);
+    }
 }
 
 /// The value at `t` on the line through `p1` and `p2` (Prometheus 3.x `interpolate`). For a
@@ -996,20 +1010,11 @@ impl<'a> Evaluator<'a> {
     fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RawSeries>> {
         let matchers = self.storage_matchers(vs)?;
         let data = self.db.select(&matchers, mint, maxt)?;
-        if data.len() > self.opts.max_series {
-            return Err(Error::Limit(format!(
-                "query would select too many series ({} > limit {})",
-                data.len(),
-                self.opts.max_series
-            )));
-        }
+        self.check_series_limit(data.len())?;
         let n: usize = data.iter().map(|d| d.timestamps.len()).sum();
         self.samples_loaded += n;
         if self.samples_loaded > self.opts.max_samples {
-            return Err(Error::Limit(format!(
-                "query processing would load too many samples into memory in query execution (limit {})",
-                self.opts.max_samples
-            )));
+            return Err(self.samples_limit_error());
         }
         Ok(data
             .into_iter()
@@ -1302,6 +1307,49 @@ impl<'a> Evaluator<'a> {
             fwd_ms,
             smoothed,
         })
+    }
+
+    /// The series of a plain matrix selector (no seasons, no anchored/smoothed modifier)
+    /// to be read one at a time, and the windows of the steps of `r` over them (the
+    /// returned [`RangeArg`] has no series). The series limit is checked here; the sample
+    /// limit as the series are read.
+    pub fn select_range_lazy(
+        &mut self,
+        ms: &MatrixSelector,
+        r: &Range,
+    ) -> Result<(Box<dyn SeriesSet + 'a>, RangeArg)> {
+        let range_ms = self.duration_ms(&ms.range)?;
+        let vs = &ms.selector;
+        let et = self.eval_times(r, &vs.at, &vs.offset)?;
+        let min = *et.iter().min().unwrap_or(&0);
+        let max = *et.iter().max().unwrap_or(&0);
+        let matchers = self.storage_matchers(vs)?;
+        let db: &'a dyn Queryable = self.db;
+        let set = db.select_lazy(&matchers, min - range_ms, max)?;
+        self.check_series_limit(set.len())?;
+        Ok((
+            set,
+            RangeArg {
+                series: Vec::new(),
+                range_ms,
+                eval_t: et,
+                left_open: self.p3,
+            },
+        ))
+    }
+
+    fn check_series_limit(&self, n: usize) -> Result<()> {
+        if n > self.opts.max_series {
+            return Err(Error::Limit(format!(
+                "query would select too many series ({} > limit {})",
+                n, self.opts.max_series
+            )));
+        }
+        Ok(())
+    }
+
+    fn samples_limit_error(&self) -> Error {
+        samples_limit_error(self.opts.max_samples)
     }
 
     /// Evaluates a matrix selector or subquery (possibly parenthesised) for the steps of `r`.

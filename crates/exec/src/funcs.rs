@@ -7,10 +7,10 @@ use tsq_storage::{Labels, METRIC_NAME};
 
 use crate::baseline::{slide, Moments, WindowAcc};
 use crate::eval::{
-    err, go_max, go_min, kahan_inc, unparen, ByStep, Evaluator, OutBuilder, Range, RangeArg,
-    RawSeries, SeriesV, Val,
+    drop_stale_one, err, go_max, go_min, kahan_inc, samples_limit_error, unparen, ByStep,
+    Evaluator, OutBuilder, Range, RangeArg, RawSeries, SeriesV, Val,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, SeriesSet};
 
 /// One window of one series at one step.
 pub(crate) struct Win<'a> {
@@ -1485,67 +1485,84 @@ fn range_fn(
             return run_range(ev, arg, r, name, f, &params, keep_name);
         }
     }
+    if let Expr::MatrixSelector(ms) = unparen(arg_at(c, arg_idx)?) {
+        if ms.modifier.is_none() && ms.seasons.is_none() {
+            let (set, arg) = ev.select_range_lazy(ms, r)?;
+            return run_range_lazy(ev, &*set, arg, r, name, f, &params, keep_name);
+        }
+    }
     let arg = ev.eval_range_arg(arg_at(c, arg_idx)?, r)?;
     run_range(ev, arg, r, name, f, &params, keep_name)
 }
 
-fn run_range(
-    ev: &mut Evaluator,
-    arg: RangeArg,
-    r: &Range,
-    name: &str,
+/// How a range function evaluates one series' windows: the function and its parameters,
+/// and which incremental path (if any) computes the same answer.
+struct RangeFn<'p> {
     f: RangeImpl,
-    params: &[Vec<f64>],
-    keep_name: bool,
-) -> Result<Val> {
-    let n = r.n();
-    let p3 = ev.p3;
-    let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
-    // Exact incremental fast paths: monotonic deques for min/max (no float arithmetic, so
-    // the answer is bit-identical to a rescan), O(1) counts.
-    let fast = match name {
-        "max_over_time" => Some(true),
-        "min_over_time" => Some(false),
-        _ => None,
-    };
-    // Compensated sums, four windows side by side (bit-identical to one at a time).
-    let batched_sum = match name {
-        "sum_over_time" => Some(false),
-        "avg_over_time" if p3 => Some(true),
-        _ => None,
-    };
-    let batched_var = match name {
-        "stdvar_over_time" => Some(false),
-        "stddev_over_time" => Some(true),
-        _ => None,
-    };
-    let slide = match name {
-        "sum_over_time" => Some(Moment::Sum),
-        "avg_over_time" => Some(Moment::Mean),
-        "stdvar_over_time" => Some(Moment::Var),
-        "stddev_over_time" => Some(Moment::Sd),
-        _ => None,
-    };
-    let one = |s: &RawSeries| -> Result<Vec<(i64, f64)>> {
-        if let (Some(kind), true, true) = (slide, n > 1, monotonic) {
-            if let Some(pts) = sliding_moments(&arg, s, r, kind) {
+    params: &'p [Vec<f64>],
+    p3: bool,
+    /// Monotonic deques for min/max (no float arithmetic: bit-identical to a rescan).
+    extreme: Option<bool>,
+    /// Compensated sums, four windows side by side (bit-identical to one at a time).
+    batched_sum: Option<bool>,
+    batched_var: Option<bool>,
+    slide: Option<Moment>,
+}
+
+impl<'p> RangeFn<'p> {
+    fn new(name: &str, f: RangeImpl, params: &'p [Vec<f64>], p3: bool) -> Self {
+        RangeFn {
+            f,
+            params,
+            p3,
+            extreme: match name {
+                "max_over_time" => Some(true),
+                "min_over_time" => Some(false),
+                _ => None,
+            },
+            batched_sum: match name {
+                "sum_over_time" => Some(false),
+                "avg_over_time" if p3 => Some(true),
+                _ => None,
+            },
+            batched_var: match name {
+                "stdvar_over_time" => Some(false),
+                "stddev_over_time" => Some(true),
+                _ => None,
+            },
+            slide: match name {
+                "sum_over_time" => Some(Moment::Sum),
+                "avg_over_time" => Some(Moment::Mean),
+                "stdvar_over_time" => Some(Moment::Var),
+                "stddev_over_time" => Some(Moment::Sd),
+                _ => None,
+            },
+        }
+    }
+
+    /// The output points of series `s` at the steps of `r`.
+    fn points(&self, arg: &RangeArg, s: &RawSeries, r: &Range) -> Result<Vec<(i64, f64)>> {
+        let n = r.n();
+        let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
+        if let (Some(kind), true, true) = (self.slide, n > 1, monotonic) {
+            if let Some(pts) = sliding_moments(arg, s, r, kind) {
                 return Ok(pts);
             }
         }
-        if let Some(is_max) = fast {
+        if let Some(is_max) = self.extreme {
             // One window (instant query): a plain scan is cheaper than the deque.
             if n > 1 && monotonic && !s.vs.iter().any(|v| v.is_nan()) {
-                return Ok(sliding_extreme(&arg, s, r, is_max));
+                return Ok(sliding_extreme(arg, s, r, is_max));
             }
         }
-        if let (Some(avg), true, true) = (batched_sum, n > 1, monotonic) {
-            return Ok(batched_sums(&arg, s, r, avg));
+        if let (Some(avg), true, true) = (self.batched_sum, n > 1, monotonic) {
+            return Ok(batched_sums(arg, s, r, avg));
         }
-        if let (Some(sqrt), true, true) = (batched_var, n > 1, monotonic) {
-            return Ok(batched_stdvar(&arg, s, r, sqrt));
+        if let (Some(sqrt), true, true) = (self.batched_var, n > 1, monotonic) {
+            return Ok(batched_stdvar(arg, s, r, sqrt));
         }
         let mut pts = Vec::new();
-        let mut p = vec![0.0; params.len()];
+        let mut p = vec![0.0; self.params.len()];
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..n {
             let t = arg.eval_t[i];
@@ -1557,7 +1574,7 @@ fn run_range(
             if lo >= hi {
                 continue;
             }
-            for (k, pv) in params.iter().enumerate() {
+            for (k, pv) in self.params.iter().enumerate() {
                 p[k] = pv[i];
             }
             let w = Win {
@@ -1567,50 +1584,73 @@ fn run_range(
                 step_t: r.ts(i),
                 range_ms: arg.range_ms,
                 p: &p,
-                p3,
+                p3: self.p3,
             };
-            if let Some(v) = f(&w)? {
+            if let Some(v) = (self.f)(&w)? {
                 pts.push((r.ts(i), v));
             }
         }
         Ok(pts)
-    };
-    let threads = ev.opts.threads.max(1);
-    // Worth a thread when there is real work: samples to read plus windows to evaluate
-    // (a week of 15 s samples for 30 series at 1 m steps qualifies; a dashboard panel not).
-    let work: usize = arg.series.iter().map(|s| s.ts.len()).sum::<usize>()
-        + arg.eval_t.len().saturating_mul(arg.series.len());
-    let results: Vec<Result<Vec<(i64, f64)>>> =
-        if threads > 1 && arg.series.len() >= 2 && work >= 200_000 {
-            let chunk = arg.series.len().div_ceil(threads);
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = arg
-                    .series
-                    .chunks(chunk)
-                    .map(|part| sc.spawn(|| part.iter().map(&one).collect::<Vec<_>>()))
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![Err(Error::Internal("worker panicked".into()))]
-                        })
-                    })
-                    .collect()
+    }
+}
+
+/// Runs `work` over `0..n` split into contiguous parts, one per thread (`threads` of them,
+/// or inline for one), and returns the parts' results in order.
+fn in_parts<T: Send>(
+    n: usize,
+    threads: usize,
+    work: impl Fn(std::ops::Range<usize>) -> Vec<Result<T>> + Sync,
+) -> Vec<Result<T>> {
+    if threads <= 1 || n < 2 {
+        return work(0..n);
+    }
+    let part = n.div_ceil(threads);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..n)
+            .step_by(part)
+            .map(|lo| {
+                let work = &work;
+                sc.spawn(move || work(lo..(lo + part).min(n)))
             })
-        } else {
-            arg.series.iter().map(one).collect()
-        };
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(Error::Internal("worker panicked".into()))])
+            })
+            .collect()
+    })
+}
+
+/// Threads worth using for `samples` samples to read and `windows` windows to evaluate
+/// (a week of 15 s samples for 30 series at 1 m steps qualifies; a dashboard panel not).
+fn threads_for(ev: &Evaluator, series: usize, samples: usize, windows: usize) -> usize {
+    let threads = ev.opts.threads.max(1);
+    if threads > 1 && series >= 2 && samples.saturating_add(windows) >= 200_000 {
+        threads
+    } else {
+        1
+    }
+}
+
+/// The vector of a range function's results: series without points dropped, the name
+/// dropped unless kept.
+fn range_output(
+    ev: &mut Evaluator,
+    name: &str,
+    keep_name: bool,
+    results: impl IntoIterator<Item = (Labels, bool, Vec<(i64, f64)>)>,
+) -> Result<Val> {
     let mut out = Vec::new();
-    for (s, pts) in arg.series.into_iter().zip(results) {
-        let pts = pts?;
+    for (labels, drop_name, pts) in results {
         if pts.is_empty() {
             continue;
         }
-        counter_name_info(ev, name, &s.labels);
+        counter_name_info(ev, name, &labels);
         let mut sv = SeriesV {
-            labels: s.labels,
-            drop_name: s.drop_name,
+            labels,
+            drop_name,
             pts,
         };
         if !keep_name {
@@ -1620,6 +1660,92 @@ fn run_range(
     }
     check_dups_242(ev, &out)?;
     Ok(Val::Vector(out))
+}
+
+fn run_range(
+    ev: &mut Evaluator,
+    arg: RangeArg,
+    r: &Range,
+    name: &str,
+    f: RangeImpl,
+    params: &[Vec<f64>],
+    keep_name: bool,
+) -> Result<Val> {
+    let rf = RangeFn::new(name, f, params, ev.p3);
+    let samples: usize = arg.series.iter().map(|s| s.ts.len()).sum();
+    let windows = arg.eval_t.len().saturating_mul(arg.series.len());
+    let threads = threads_for(ev, arg.series.len(), samples, windows);
+    let results = in_parts(arg.series.len(), threads, |part| {
+        arg.series[part]
+            .iter()
+            .map(|s| rf.points(&arg, s, r))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(results.len());
+    for (s, pts) in arg.series.into_iter().zip(results) {
+        all.push((s.labels, s.drop_name, pts?));
+    }
+    range_output(ev, name, keep_name, all)
+}
+
+/// [`run_range`] over a plain matrix selector, reading its series one at a time (each
+/// thread into its own reused buffers) instead of loading them all first: the memory a
+/// query holds is one series per thread plus the results, and the samples are evaluated
+/// while still in cache.
+#[allow(clippy::too_many_arguments)]
+fn run_range_lazy(
+    ev: &mut Evaluator,
+    set: &dyn SeriesSet,
+    arg: RangeArg,
+    r: &Range,
+    name: &str,
+    f: RangeImpl,
+    params: &[Vec<f64>],
+    keep_name: bool,
+) -> Result<Val> {
+    let rf = RangeFn::new(name, f, params, ev.p3);
+    let n = set.len();
+    let samples: usize = (0..n).map(|i| set.samples_hint(i)).sum();
+    let threads = threads_for(ev, n, samples, arg.eval_t.len().saturating_mul(n));
+    let max_samples = ev.opts.max_samples;
+    let loaded = std::sync::atomic::AtomicUsize::new(ev.samples_loaded);
+    let results = in_parts(n, threads, |part| {
+        let mut s = RawSeries {
+            labels: Labels::default(),
+            drop_name: false,
+            ts: Vec::new(),
+            vs: Vec::new(),
+        };
+        let mut out = Vec::with_capacity(part.len());
+        for i in part {
+            if let Err(e) = set.read(i, &mut s.ts, &mut s.vs) {
+                out.push(Err(e.into()));
+                break;
+            }
+            let total =
+                loaded.fetch_add(s.ts.len(), std::sync::atomic::Ordering::Relaxed) + s.ts.len();
+            if total > max_samples {
+                out.push(Err(samples_limit_error(max_samples)));
+                break;
+            }
+            drop_stale_one(&mut s);
+            out.push(if s.ts.is_empty() {
+                Ok(Vec::new())
+            } else {
+                rf.points(&arg, &s, r)
+            });
+        }
+        out
+    });
+    ev.samples_loaded = loaded.into_inner();
+    let mut all = Vec::with_capacity(results.len());
+    for (i, pts) in results.into_iter().enumerate() {
+        let pts = pts?;
+        if !pts.is_empty() {
+            all.push((set.labels(i).clone(), false, pts));
+        }
+    }
+    range_output(ev, name, keep_name, all)
 }
 
 /// min/max over sliding windows with a monotonic deque (windows must move forward).

@@ -113,6 +113,62 @@ pub trait Queryable: Sync {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> tsq_storage::Result<Vec<tsq_storage::SeriesData>>;
+
+    /// The same series as [`Queryable::select`], read one at a time on demand: range
+    /// functions over a selector evaluate series by series into reused buffers instead
+    /// of holding every series' samples at once. The default reads from `select`'s
+    /// result; a store that can decode lazily (the real database) overrides it.
+    fn select_lazy(
+        &self,
+        matchers: &[tsq_storage::Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> tsq_storage::Result<Box<dyn SeriesSet + '_>> {
+        Ok(Box::new(self.select(matchers, mint_ms, maxt_ms)?))
+    }
+}
+
+/// Selected series, read one at a time (see [`Queryable::select_lazy`]).
+pub trait SeriesSet: Send + Sync {
+    /// Number of series, in label order.
+    fn len(&self) -> usize;
+
+    /// True when there is no series.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Labels of series `i`.
+    fn labels(&self, i: usize) -> &tsq_storage::Labels;
+
+    /// An upper bound of series `i`'s samples (what deciding on threads needs).
+    fn samples_hint(&self, i: usize) -> usize;
+
+    /// Replaces the contents of `ts` and `vs` with series `i`'s samples, reusing their
+    /// capacity; they may come back empty.
+    fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()>;
+}
+
+impl SeriesSet for Vec<tsq_storage::SeriesData> {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn labels(&self, i: usize) -> &tsq_storage::Labels {
+        &self[i].labels
+    }
+
+    fn samples_hint(&self, i: usize) -> usize {
+        self[i].timestamps.len()
+    }
+
+    fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
+        ts.clear();
+        vs.clear();
+        ts.extend_from_slice(&self[i].timestamps);
+        vs.extend_from_slice(&self[i].values);
+        Ok(())
+    }
 }
 
 /// Everything that can go wrong while running a query.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tsq_storage::{Labels, SeriesData};
 
-use crate::Queryable;
+use crate::{Queryable, SeriesSet};
 
 /// Series kept in memory, sorted by labels; samples sorted by time (a later `add` at the same
 /// timestamp replaces the value).
@@ -57,6 +57,55 @@ impl MemStorage {
     }
 }
 
+/// The series of a [`MemStorage`] that a selector matched, borrowed.
+struct MemSet<'a> {
+    series: Vec<(&'a Labels, &'a [i64], &'a [f64])>,
+}
+
+impl SeriesSet for MemSet<'_> {
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    fn labels(&self, i: usize) -> &Labels {
+        self.series[i].0
+    }
+
+    fn samples_hint(&self, i: usize) -> usize {
+        self.series[i].1.len()
+    }
+
+    fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
+        ts.clear();
+        vs.clear();
+        ts.extend_from_slice(self.series[i].1);
+        vs.extend_from_slice(self.series[i].2);
+        Ok(())
+    }
+}
+
+impl MemStorage {
+    /// The matching series' samples in the range, borrowed; series without any left out.
+    fn matching(
+        &self,
+        matchers: &[tsq_storage::Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Vec<(&Labels, &[i64], &[f64])> {
+        self.series
+            .iter()
+            .filter_map(|(labels, (ts, vs))| {
+                if !matchers.iter().all(|m| m.matches_labels(labels)) {
+                    return None;
+                }
+                let lo = ts.partition_point(|&t| t < mint_ms);
+                let hi = ts.partition_point(|&t| t <= maxt_ms);
+                (lo < hi).then(|| (labels, &ts[lo..hi], &vs[lo..hi]))
+            })
+            .collect()
+    }
+}
+
 impl Queryable for MemStorage {
     fn select(
         &self,
@@ -64,22 +113,25 @@ impl Queryable for MemStorage {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> tsq_storage::Result<Vec<SeriesData>> {
-        let mut out = Vec::new();
-        for (labels, (ts, vs)) in &self.series {
-            if !matchers.iter().all(|m| m.matches_labels(labels)) {
-                continue;
-            }
-            let lo = ts.partition_point(|&t| t < mint_ms);
-            let hi = ts.partition_point(|&t| t <= maxt_ms);
-            if lo >= hi {
-                continue;
-            }
-            out.push(SeriesData {
+        Ok(self
+            .matching(matchers, mint_ms, maxt_ms)
+            .into_iter()
+            .map(|(labels, ts, vs)| SeriesData {
                 labels: labels.clone(),
-                timestamps: ts[lo..hi].to_vec(),
-                values: vs[lo..hi].to_vec(),
-            });
-        }
-        Ok(out)
+                timestamps: ts.to_vec(),
+                values: vs.to_vec(),
+            })
+            .collect())
+    }
+
+    fn select_lazy(
+        &self,
+        matchers: &[tsq_storage::Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> tsq_storage::Result<Box<dyn SeriesSet + '_>> {
+        Ok(Box::new(MemSet {
+            series: self.matching(matchers, mint_ms, maxt_ms),
+        }))
     }
 }

@@ -283,6 +283,159 @@ impl Run {
     }
 }
 
+/// Where one series' samples in a [`Selection`] come from.
+enum Source {
+    /// Chunks of a block overlapping the selected range, and the time ranges that later
+    /// deletions removed from them.
+    Block {
+        block: Arc<LiveBlock>,
+        chunks: Vec<ChunkMeta>,
+        deleted: Vec<(i64, i64)>,
+    },
+    /// The head's samples in the range, copied when the selection was made.
+    Head(Run),
+}
+
+/// The series a [`Db::select_lazy`] matched, in label order, each decoded only when read.
+pub struct Selection {
+    series: Vec<(Labels, Vec<Source>)>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl std::fmt::Debug for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selection")
+            .field("series", &self.series.len())
+            .field("mint", &self.mint)
+            .field("maxt", &self.maxt)
+            .finish()
+    }
+}
+
+impl Selection {
+    /// Number of series (some may turn out to have no sample in the range: deletions).
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// True when no series matched.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Labels of series `i` (`i < len()`).
+    pub fn labels(&self, i: usize) -> &Labels {
+        &self.series[i].0
+    }
+
+    /// Upper bound of the samples series `i` holds in the range (whole chunks counted).
+    pub fn samples_hint(&self, i: usize) -> usize {
+        self.series[i]
+            .1
+            .iter()
+            .map(|s| match s {
+                Source::Block { chunks, .. } => chunks.iter().map(|m| m.count as usize).sum(),
+                Source::Head(run) => run.ts.len(),
+            })
+            .sum()
+    }
+
+    /// Decodes series `i` into `ts` and `vs`, replacing what they held but keeping their
+    /// capacity: a caller reading series after series into the same buffers allocates
+    /// (and page-faults) once. The result may be empty when deletions removed every
+    /// sample in the range.
+    pub fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        ts.clear();
+        vs.clear();
+        // The first run decodes into the caller's buffers.
+        let mut runs: Vec<Run> = vec![Run {
+            ts: std::mem::take(ts),
+            vs: std::mem::take(vs),
+        }];
+        let mut result = Ok(());
+        for src in &self.series[i].1 {
+            match src {
+                Source::Block {
+                    block,
+                    chunks,
+                    deleted,
+                } => {
+                    // Samples that follow the previous run's are decoded onto its end, so
+                    // that a series spread over blocks is not copied again to merge.
+                    let last = runs.last().expect("never empty");
+                    let follows =
+                        last.ts.is_empty() || last.ts.last().is_some_and(|&t| t < chunks[0].min_t);
+                    if !follows {
+                        runs.push(Run::default());
+                    }
+                    let run = runs.last_mut().expect("never empty");
+                    let from = run.ts.len();
+                    let n: usize = chunks.iter().map(|m| m.count as usize).sum();
+                    run.ts.reserve(n);
+                    run.vs.reserve(n);
+                    for m in chunks {
+                        if let Err(e) = block.block.decode_chunk(m, &mut run.ts, &mut run.vs) {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    if result.is_err() {
+                        break;
+                    }
+                    run.keep_between(from, mint, maxt);
+                    for &(dmin, dmax) in deleted {
+                        run.delete_between(from, dmin, dmax);
+                    }
+                }
+                Source::Head(h) => {
+                    if runs.last().expect("never empty").ts.is_empty() {
+                        let run = runs.last_mut().expect("never empty");
+                        run.ts.extend_from_slice(&h.ts);
+                        run.vs.extend_from_slice(&h.vs);
+                    } else {
+                        runs.push(Run {
+                            ts: h.ts.clone(),
+                            vs: h.vs.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if runs.len() == 1 || result.is_err() {
+            let first = runs.swap_remove(0);
+            *ts = first.ts;
+            *vs = first.vs;
+            if result.is_err() {
+                ts.clear();
+                vs.clear();
+            }
+            return result;
+        }
+        runs.retain(|r| !r.ts.is_empty());
+        (*ts, *vs) = Run::merge(runs);
+        Ok(())
+    }
+
+    /// Every series with at least one sample, decoded.
+    pub fn into_series_data(self) -> Result<Vec<SeriesData>> {
+        let mut out = Vec::with_capacity(self.series.len());
+        for i in 0..self.series.len() {
+            let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+            self.read(i, &mut timestamps, &mut values)?;
+            if !timestamps.is_empty() {
+                out.push(SeriesData {
+                    labels: self.series[i].0.clone(),
+                    timestamps,
+                    values,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) a database with default options.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
@@ -875,85 +1028,69 @@ impl Db {
     /// merged over blocks and head, sorted by labels. Series with no sample in the range
     /// are left out.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>> {
+        self.select_lazy(matchers, mint, maxt)?.into_series_data()
+    }
+
+    /// Like [`Db::select`], but decodes nothing yet: the series matching `matchers`, in
+    /// label order, each read on demand with [`Selection::read`] into buffers the caller
+    /// reuses. A query that evaluates one series at a time this way holds one series'
+    /// samples instead of all of them. The selection is a snapshot: later writes,
+    /// flushes and compactions do not change what it reads.
+    pub fn select_lazy(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selection> {
         let st = self.inner.state.read();
         let blocks: Vec<Arc<LiveBlock>> = st.blocks.clone();
         let tombstones = st.manifest.tombstones.clone();
-        // (labels) -> runs in precedence order: blocks by sequence, then head. Runs stay in
-        // columns: a series read from one block (the usual case) is returned as decoded.
-        let mut acc: BTreeMap<Labels, Vec<Run>> = BTreeMap::new();
+        // The head's samples are copied now, under the lock; blocks are immutable and
+        // stay mapped while the selection holds them.
+        let mut head: Vec<(Labels, Run)> = Vec::new();
         for id in st.head.select_ids(matchers) {
             let mut run = Run::default();
             st.head.samples(id, mint, maxt, &mut run.ts, &mut run.vs);
             if !run.ts.is_empty() {
-                acc.entry(st.head.labels_of(id)).or_default().push(run);
+                head.push((st.head.labels_of(id), run));
             }
         }
         drop(st);
         let mut ordered = blocks;
         ordered.sort_by_key(|b| b.seq);
-        // Block runs go before the head's run of the same series.
-        let mut block_runs: BTreeMap<Labels, Vec<Run>> = BTreeMap::new();
+        // (labels) -> sources in precedence order: blocks by sequence, then the head.
+        let mut acc: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
         for lb in &ordered {
             let s = lb.block.stats();
             if s.max_t < mint || s.min_t > maxt {
                 continue;
             }
             for bs in lb.block.select(matchers)? {
-                let wanted: Vec<&ChunkMeta> = bs
+                let chunks: Vec<ChunkMeta> = bs
                     .chunks
                     .iter()
                     .filter(|m| m.max_t >= mint && m.min_t <= maxt)
+                    .copied()
                     .collect();
-                let Some(first) = wanted.first() else {
+                if chunks.is_empty() {
                     continue;
-                };
+                }
                 let deleted: Vec<(i64, i64)> = tombstones
                     .iter()
                     .filter(|t| t.seq > lb.seq)
                     .filter(|t| t.matchers.iter().all(|m| m.matches_labels(&bs.labels)))
                     .map(|t| (t.mint, t.maxt))
                     .collect();
-                let runs = block_runs.entry(bs.labels).or_default();
-                // Samples that follow the previous block's are decoded onto the end of its
-                // run, so that a series spread over blocks is not copied again to merge.
-                let follows = runs
-                    .last()
-                    .is_some_and(|r| r.ts.last().is_some_and(|&t| t < first.min_t));
-                if !follows {
-                    runs.push(Run::default());
-                }
-                let run = runs.last_mut().expect("pushed above");
-                let from = run.ts.len();
-                let n: usize = wanted.iter().map(|m| m.count as usize).sum();
-                run.ts.reserve(n);
-                run.vs.reserve(n);
-                for m in wanted {
-                    lb.block.decode_chunk(m, &mut run.ts, &mut run.vs)?;
-                }
-                run.keep_between(from, mint, maxt);
-                for (dmin, dmax) in deleted {
-                    run.delete_between(from, dmin, dmax);
-                }
-                if run.ts.is_empty() {
-                    runs.pop();
-                }
+                acc.entry(bs.labels).or_default().push(Source::Block {
+                    block: lb.clone(),
+                    chunks,
+                    deleted,
+                });
             }
         }
-        for (labels, head) in acc {
-            block_runs.entry(labels).or_default().extend(head);
+        for (labels, run) in head {
+            acc.entry(labels).or_default().push(Source::Head(run));
         }
-        Ok(block_runs
-            .into_iter()
-            .filter(|(_, runs)| !runs.is_empty())
-            .map(|(labels, runs)| {
-                let (timestamps, values) = Run::merge(runs);
-                SeriesData {
-                    labels,
-                    timestamps,
-                    values,
-                }
-            })
-            .collect())
+        Ok(Selection {
+            series: acc.into_iter().collect(),
+            mint,
+            maxt,
+        })
     }
 
     /// Label sets of every series matching `matchers` that has data (any time).

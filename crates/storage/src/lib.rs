@@ -30,7 +30,9 @@ pub mod repair;
 pub mod vfs;
 pub mod wal;
 
-pub use db::{Appender, Builder, CommitInfo, Db, DbInfo, Options, RefCache, SeriesRef, SyncPolicy};
+pub use db::{
+    Appender, Builder, CommitInfo, Db, DbInfo, Options, RefCache, Selection, SeriesRef, SyncPolicy,
+};
 pub use error::{Error, Result};
 pub use labels::{
     is_stale_nan, Label, Labels, MatchOp, Matcher, MetricKind, MetricMeta, MetricType, SeriesData,
