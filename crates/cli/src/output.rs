@@ -285,8 +285,19 @@ pub fn render_shaded(
         }
         OutputFormat::Csv => {
             writeln!(out, "series,timestamp,value")?;
-            let mut line = |name: &str, t: i64, v: f64| {
-                writeln!(out, "{name},{},{}", fmt_time(t), prom_float(v))
+            // Rows are most of the output: written without allocating.
+            let mut line = |name: &str, t: i64, v: f64| -> std::io::Result<()> {
+                out.write_all(name.as_bytes())?;
+                out.write_all(b",")?;
+                match tsq::formats::rfc3339_ms_bytes(t) {
+                    Some(b) => out.write_all(&b)?,
+                    None => out.write_all(fmt_time(t).as_bytes())?,
+                }
+                if v.is_finite() {
+                    writeln!(out, ",{v}")
+                } else {
+                    writeln!(out, ",{}", prom_float(v))
+                }
             };
             match &res.value {
                 // A series' name is quoted once for all its points.

@@ -49,8 +49,8 @@ pub use detect::detect_format;
 pub use error::{ParseError, ParseFailure};
 pub use key::{parse_series_key, push_series_key, series_key};
 pub use num::{
-    format_rfc3339_ms, parse_rfc3339, timestamp_in_range, write_f64, write_ms_as_seconds,
-    MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS,
+    format_rfc3339_ms, parse_rfc3339, rfc3339_ms_bytes, timestamp_in_range, write_f64,
+    write_ms_as_seconds, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS,
 };
 pub use write::{InfluxWriter, OpenMetricsWriter};
 

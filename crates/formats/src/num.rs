@@ -221,6 +221,32 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// [`format_rfc3339_ms`] without allocating, for years 0 through 9999 (`None` for other
+/// years): what writers of many timestamps (CSV output) call per row.
+pub fn rfc3339_ms_bytes(ms: i64) -> Option<[u8; 24]> {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3_600_000);
+    put(14, 2, rem / 60_000 % 60);
+    put(17, 2, rem / 1000 % 60);
+    put(20, 3, rem % 1000);
+    Some(b)
+}
+
 /// Parses an RFC 3339 time (`2026-01-01T00:00:00Z`, `2026-01-01 00:00:00.5+02:00`; `T` or a
 /// space; `Z` or a numeric offset; any number of fraction digits, rounded to the nearest
 /// millisecond) into milliseconds since the epoch.
@@ -298,6 +324,42 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rfc3339_bytes_match_the_formatter() {
+        let mut seeds = vec![
+            0i64,
+            -1,
+            1,
+            999,
+            86_399_999,
+            -86_400_000,
+            951_782_400_000,   // 2000-02-29
+            4_102_444_799_999, // 2099-12-31T23:59:59.999
+            253_402_300_799_999,
+            253_402_300_800_000, // year 10000: not handled
+            -62_167_219_200_000, // year 0
+            -62_167_219_200_001, // year -1: not handled
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seeds.push((x % 600_000_000_000_000) as i64 - 300_000_000_000_000);
+        }
+        for ms in seeds {
+            let want = format_rfc3339_ms(ms);
+            match rfc3339_ms_bytes(ms) {
+                Some(b) => assert_eq!(std::str::from_utf8(&b).unwrap(), want, "{ms}"),
+                None => assert!(
+                    !want.starts_with(|c: char| c.is_ascii_digit()) || want.len() != 24,
+                    "{ms}: {want}"
+                ),
+            }
+        }
+    }
+
     use super::*;
 
     fn fmt(v: f64) -> String {
