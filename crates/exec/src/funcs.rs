@@ -975,7 +975,15 @@ fn extrapolated_rate(w: &Win, is_counter: bool, is_rate: bool) -> Option<f64> {
     let first_t = w.ts[0];
     let last_t = w.ts[n - 1];
     let mut result = w.vs[n - 1] - w.vs[0];
-    if is_counter {
+    // Most windows hold no reset: a branch-free scan (it vectorises) finds that, and the
+    // exact in-order sum below runs only for the windows that need it.
+    let drops = |vs: &[f64]| {
+        vs[1..]
+            .iter()
+            .zip(vs)
+            .fold(false, |any, (v, prev)| any | (v < prev))
+    };
+    if is_counter && (drops(w.vs) || (!w.p3 && w.vs[0] < 0.0)) {
         if w.p3 {
             let mut prev = w.vs[0];
             for &v in &w.vs[1..] {
