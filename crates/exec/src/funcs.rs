@@ -1774,7 +1774,9 @@ fn sliding_extreme(arg: &RangeArg, s: &RawSeries, r: &Range, is_max: bool) -> Ve
             let v = s.vs[hi];
             while let Some(&b) = dq.back() {
                 let bv = s.vs[b];
-                if (is_max && bv <= v) || (!is_max && bv >= v) {
+                // Strictly: of equal values the earliest stays in front, as PromQL keeps
+                // the first of equal extremes (0 and -0 differ in sign only).
+                if (is_max && bv < v) || (!is_max && bv > v) {
                     dq.pop_back();
                 } else {
                     break;
@@ -2928,6 +2930,48 @@ mod batched_tests {
             avx::neumaier_lanes(&vs, start, m, &mut s2, &mut c2);
             for k in 0..4 {
                 assert!(same(s1[k], s2[k]) && same(c1[k], c2[k]), "lane {k}");
+            }
+        }
+    }
+
+    /// Bug (found by session 5's lazy-read test): the sliding max/min of range queries
+    /// kept the *last* of equal extremes, so a window holding 0 then -0 gave -0 where
+    /// PromQL (and the same query at one instant) gives 0, the first.
+    #[test]
+    fn sliding_max_min_keep_the_first_of_equal_extremes() {
+        let mut db = crate::MemStorage::new();
+        let l = Labels::new([("__name__", "z")]);
+        // 0, -0, 0, -0, ... then -1 and 1 to move the extremes away and back.
+        for k in 0..40i64 {
+            let v = match k {
+                30 => -1.0,
+                31 => 1.0,
+                _ if k % 2 == 0 => 0.0,
+                _ => -0.0,
+            };
+            db.add(l.clone(), k * 10_000, v);
+        }
+        let engine = crate::Engine::default();
+        for q in [
+            "max_over_time(z[1m])",
+            "min_over_time(z[45s])",
+            "max_over_time(z[35s])",
+        ] {
+            let range = engine.range_query(&db, q, 0, 400_000, 10_000).unwrap();
+            let crate::Value::Matrix(m) = &range.value else {
+                panic!("{q}: not a matrix")
+            };
+            for &(t, v) in &m[0].samples {
+                let one = engine.instant_query(&db, q, t).unwrap();
+                let crate::Value::Vector(iv) = &one.value else {
+                    panic!("{q}: not a vector")
+                };
+                assert_eq!(
+                    v.to_bits(),
+                    iv[0].v.to_bits(),
+                    "{q} at {t}: {v} vs {}",
+                    iv[0].v
+                );
             }
         }
     }
