@@ -1,5 +1,6 @@
 //! The engine's read API over the real database.
 
+use tsq_storage::block::ChunkMeta;
 use tsq_storage::{Db, Labels, Matcher, Result, Selection, SeriesData};
 
 use crate::{Queryable, SeriesSet};
@@ -35,6 +36,17 @@ impl SeriesSet for Selection {
     fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
         Selection::read(self, i, ts, vs)
     }
+
+    fn read_summarised(
+        &self,
+        i: usize,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+        summaries: &mut Vec<ChunkMeta>,
+        summarise: &dyn Fn(&ChunkMeta) -> bool,
+    ) -> Result<()> {
+        Selection::read_summarised(self, i, ts, vs, summaries, summarise)
+    }
 }
 
 #[cfg(test)]
@@ -62,7 +74,12 @@ mod tests {
     /// memory: 40 series of 6 000 samples, with staleness markers, NaN, a counter reset
     /// and samples rewritten out of order (the later write wins in both).
     fn stores(dir: &std::path::Path) -> (Db, MemStorage) {
-        let db = Db::builder().ooo_window_ms(86_400_000).open(dir).unwrap();
+        // Chunks of 64 samples (640 s): hour-long windows hold whole chunks.
+        let db = Db::builder()
+            .ooo_window_ms(86_400_000)
+            .chunk_samples(64)
+            .open(dir)
+            .unwrap();
         let mut mem = MemStorage::new();
         let mut write = |samples: &[(usize, i64, f64)], flush: bool| {
             let mut app = db.appender();
@@ -82,10 +99,23 @@ mod tests {
         };
         let value = |i: usize, k: i64| -> f64 {
             match (i, k) {
-                (3, 1_000..=1_009) => f64::from_bits(STALE_NAN_BITS),
+                (4, 1_000..=1_009) => f64::from_bits(STALE_NAN_BITS),
                 (5, 2_000) => f64::NAN,
                 // A counter reset half way for series 7.
                 (7, _) => ((k % 3_000) * 3) as f64,
+                // Signed zeros: which one max/min return depends on their order.
+                (10, 500..=900) => {
+                    // Chunks start at multiples of 64: in some the first zero is -0,
+                    // in others +0.
+                    if (k / 7) % 2 == 0 {
+                        -0.0
+                    } else {
+                        0.0
+                    }
+                }
+                (10, _) => -(k as f64),
+                // A run of NaN, and a whole chunk of them.
+                (11, 3_000..=3_200) => f64::NAN,
                 _ => (k * (i as i64 + 1)) as f64 + (k % 7) as f64 * 0.125,
             }
         };
@@ -129,27 +159,36 @@ mod tests {
     fn lazily_read_selectors_give_the_answers_of_loaded_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (db, mem) = stores(dir.path());
+        let hour = 3_600_000;
+        // (query, step): steps of an hour and more let whole chunks fall inside windows,
+        // which max/min/count_over_time then answer from chunk statistics.
         let queries = [
-            "rate(reqs_total[5m])",
-            "sum by (job) (rate(reqs_total[5m]))",
-            "max_over_time(reqs_total[1h])",
-            "min_over_time(reqs_total[17m])",
-            "avg_over_time(reqs_total[3h])",
-            "stddev_over_time(reqs_total[2h])",
-            "sum_over_time(reqs_total[30m])",
-            "count_over_time(reqs_total[10m])",
-            "quantile_over_time(0.9, reqs_total[1h])",
-            "last_over_time(reqs_total[10m] offset 1h)",
-            "increase(reqs_total{job=\"b\"}[15m])",
-            "changes(reqs_total{instance=~\"i[357]\"}[20m])",
+            ("rate(reqs_total[5m])", 300_000),
+            ("sum by (job) (rate(reqs_total[5m]))", 300_000),
+            ("max_over_time(reqs_total[1h])", 300_000),
+            ("max_over_time(reqs_total[1h])", hour),
+            ("max_over_time(reqs_total[30m])", hour),
+            ("max_over_time(reqs_total[12h])", 6 * hour),
+            ("min_over_time(reqs_total[17m])", 300_000),
+            ("min_over_time(reqs_total[2h])", 2 * hour),
+            ("min_over_time(reqs_total[1h] offset 7m)", hour),
+            ("count_over_time(reqs_total[1h])", hour),
+            ("count_over_time(reqs_total[10m])", 300_000),
+            ("avg_over_time(reqs_total[3h])", 300_000),
+            ("stddev_over_time(reqs_total[2h])", 300_000),
+            ("sum_over_time(reqs_total[30m])", 300_000),
+            ("quantile_over_time(0.9, reqs_total[1h])", 300_000),
+            ("last_over_time(reqs_total[10m] offset 1h)", 300_000),
+            ("increase(reqs_total{job=\"b\"}[15m])", 300_000),
+            ("changes(reqs_total{instance=~\"i[357]\"}[20m])", 300_000),
         ];
-        let (start, end, step) = (3_600_000, 59_990_000, 300_000);
+        let (start, end) = (3_600_000, 59_990_000);
         for threads in [1, 2] {
             let engine = Engine::new(EngineOptions {
                 threads,
                 ..EngineOptions::default()
             });
-            for q in queries {
+            for (q, step) in queries {
                 let lazy = engine.range_query(&db, q, start, end, step).unwrap();
                 let eager = engine
                     .range_query(&Eager(&db), q, start, end, step)
@@ -159,6 +198,15 @@ mod tests {
                     matches!(&lazy.value, Value::Matrix(m) if !m.is_empty()),
                     "{q}: no result"
                 );
+                for t in [start, 40_000_000, end] {
+                    let a = engine.instant_query(&db, q, t).unwrap();
+                    let b = engine.instant_query(&mem, q, t).unwrap();
+                    assert_eq!(
+                        format!("{:?}", a.value),
+                        format!("{:?}", b.value),
+                        "{q} at {t}"
+                    );
+                }
                 assert_eq!(
                     bits(&lazy.value),
                     bits(&eager.value),
@@ -187,7 +235,7 @@ mod tests {
                 ..EngineOptions::default()
             })
         };
-        let q = "max_over_time(reqs_total[1d])";
+        let q = "avg_over_time(reqs_total[1d])";
         let t = 59_990_000;
         let e = engine(100_000, 1_000).instant_query(&db, q, t).unwrap_err();
         assert!(e.to_string().contains("too many samples"), "{e}");
@@ -198,6 +246,19 @@ mod tests {
         let ok = engine(240_000, 40).instant_query(&db, q, t).unwrap();
         assert!(matches!(ok.value, Value::Vector(ref v) if v.len() == 40));
         let e = engine(239_999, 40).instant_query(&db, q, t).unwrap_err();
+        assert!(e.to_string().contains("too many samples"), "{e}");
+        // max_over_time of the same window reads the statistics of the chunks wholly
+        // inside it instead of their samples: fewer samples loaded (the head's and those
+        // of series rewritten out of order are still read), same answer.
+        let q = "max_over_time(reqs_total[1d])";
+        let few = engine(200_000, 40).instant_query(&db, q, t).unwrap();
+        let all = engine(50_000_000, 40)
+            .instant_query(&Eager(&db), q, t)
+            .unwrap();
+        assert_eq!(format!("{:?}", few.value), format!("{:?}", all.value));
+        let e = engine(200_000, 40)
+            .instant_query(&Eager(&db), q, t)
+            .unwrap_err();
         assert!(e.to_string().contains("too many samples"), "{e}");
     }
 

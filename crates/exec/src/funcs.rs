@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use tsq_parser::{AggregateExpr, AggregateOp, Call, Expr};
+use tsq_storage::block::ChunkMeta;
 use tsq_storage::{Labels, METRIC_NAME};
 
 use crate::baseline::{slide, Moments, WindowAcc};
@@ -1696,6 +1697,133 @@ fn run_range(
     range_output(ev, name, keep_name, all)
 }
 
+/// The range functions that chunk statistics answer exactly for a chunk lying wholly
+/// inside a window: its count, and (when no NaN-only or signed-zero tie can make the order
+/// of the samples matter) its largest or smallest value.
+#[derive(Clone, Copy, PartialEq)]
+enum Summary {
+    Count,
+    Max,
+    Min,
+}
+
+impl Summary {
+    fn of(name: &str) -> Option<Summary> {
+        match name {
+            "count_over_time" => Some(Summary::Count),
+            "max_over_time" => Some(Summary::Max),
+            "min_over_time" => Some(Summary::Min),
+            _ => None,
+        }
+    }
+
+    /// Whether this chunk's statistics give the same answer as its samples. The storage
+    /// offers only chunks without staleness markers. `max`/`min` exclude NaN (they are NaN
+    /// only when every value is), and PromQL's max/min skip NaN unless all are; a zero
+    /// extreme is refused because which of 0 and -0 PromQL returns depends on their order.
+    fn accepts(self, m: &ChunkMeta) -> bool {
+        match self {
+            Summary::Count => true,
+            Summary::Max => !m.max.is_nan() && m.max != 0.0,
+            Summary::Min => !m.min.is_nan() && m.min != 0.0,
+        }
+    }
+
+    /// The function's value over decoded samples `vs` (time order) and summarised chunks
+    /// `sums`, all inside the window; `None` when the window is empty.
+    fn value(self, vs: &[f64], sums: &[ChunkMeta]) -> Option<f64> {
+        match self {
+            Summary::Count => {
+                let n = vs.len() + sums.iter().map(|m| m.count as usize).sum::<usize>();
+                (n > 0).then_some(n as f64)
+            }
+            Summary::Max | Summary::Min => {
+                let better = |v: f64, m: f64| {
+                    if self == Summary::Max {
+                        v > m
+                    } else {
+                        v < m
+                    }
+                };
+                let mut acc: Option<f64> = None;
+                for &v in vs {
+                    acc = Some(match acc {
+                        Some(m) if !(better(v, m) || m.is_nan()) => m,
+                        _ => v,
+                    });
+                }
+                for m in sums {
+                    let v = if self == Summary::Max { m.max } else { m.min };
+                    acc = Some(match acc {
+                        Some(a) if !(better(v, a) || a.is_nan()) => a,
+                        _ => v,
+                    });
+                }
+                acc
+            }
+        }
+    }
+}
+
+/// Whether the chunk `[m.min_t, m.max_t]` lies wholly inside or wholly outside every window
+/// of `arg` (eval times sorted): then its statistics stand for its samples in each window.
+fn chunk_fits_windows(arg: &RangeArg, m: &ChunkMeta) -> bool {
+    let (a, b) = (m.min_t, m.max_t);
+    let before = |t: i64, start: i64| {
+        if arg.left_open {
+            t <= start
+        } else {
+            t < start
+        }
+    };
+    // Windows ending before the chunk starts do not see it.
+    let first = arg.eval_t.partition_point(|&e| e < a);
+    for &e in &arg.eval_t[first..] {
+        let start = e - arg.range_ms;
+        if before(b, start) {
+            break; // this window and every later one start after the chunk
+        }
+        let inside = !before(a, start) && b <= e;
+        if !inside {
+            return false;
+        }
+    }
+    true
+}
+
+/// The points of a series read with some chunks summarised: per window, the decoded
+/// samples inside it and the summarised chunks inside it (each chunk is wholly inside or
+/// outside every window, [`chunk_fits_windows`]).
+fn summary_points(
+    kind: Summary,
+    arg: &RangeArg,
+    s: &RawSeries,
+    sums: &[ChunkMeta],
+    r: &Range,
+) -> Vec<(i64, f64)> {
+    let mut pts = Vec::new();
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let (mut jlo, mut jhi) = (0usize, 0usize);
+    for i in 0..r.n() {
+        let t = arg.eval_t[i];
+        arg.advance_window(s, t, &mut lo, &mut hi);
+        let start = t - arg.range_ms;
+        while jlo < sums.len()
+            && (sums[jlo].min_t < start || (arg.left_open && sums[jlo].min_t == start))
+        {
+            jlo += 1;
+        }
+        jhi = jhi.max(jlo);
+        while jhi < sums.len() && sums[jhi].min_t <= t {
+            jhi += 1;
+        }
+        if let Some(v) = kind.value(&s.vs[lo..hi.max(lo)], &sums[jlo..jhi]) {
+            pts.push((r.ts(i), v));
+        }
+    }
+    pts
+}
+
 /// [`run_range`] over a plain matrix selector, reading its series one at a time (each
 /// thread into its own reused buffers) instead of loading them all first: the memory a
 /// query holds is one series per thread plus the results, and the samples are evaluated
@@ -1717,6 +1845,9 @@ fn run_range_lazy(
     let threads = threads_for(ev, n, samples, arg.eval_t.len().saturating_mul(n));
     let max_samples = ev.opts.max_samples;
     let loaded = std::sync::atomic::AtomicUsize::new(ev.samples_loaded);
+    // Chunk statistics instead of samples where a chunk lies wholly inside the windows.
+    let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
+    let summary = Summary::of(name).filter(|_| monotonic);
     let results = in_parts(n, threads, |part| {
         let mut s = RawSeries {
             labels: Labels::default(),
@@ -1724,9 +1855,16 @@ fn run_range_lazy(
             ts: Vec::new(),
             vs: Vec::new(),
         };
+        let mut sums: Vec<ChunkMeta> = Vec::new();
         let mut out = Vec::with_capacity(part.len());
         for i in part {
-            if let Err(e) = set.read(i, &mut s.ts, &mut s.vs) {
+            let read = match summary {
+                Some(kind) => set.read_summarised(i, &mut s.ts, &mut s.vs, &mut sums, &|m| {
+                    kind.accepts(m) && chunk_fits_windows(&arg, m)
+                }),
+                None => set.read(i, &mut s.ts, &mut s.vs),
+            };
+            if let Err(e) = read {
                 out.push(Err(e.into()));
                 break;
             }
@@ -1737,10 +1875,10 @@ fn run_range_lazy(
                 break;
             }
             drop_stale_one(&mut s);
-            out.push(if s.ts.is_empty() {
-                Ok(Vec::new())
-            } else {
-                rf.points(&arg, &s, r)
+            out.push(match summary {
+                Some(kind) if !sums.is_empty() => Ok(summary_points(kind, &arg, &s, &sums, r)),
+                _ if s.ts.is_empty() => Ok(Vec::new()),
+                _ => rf.points(&arg, &s, r),
             });
         }
         out

@@ -147,6 +147,23 @@ pub trait SeriesSet: Send + Sync {
     /// Replaces the contents of `ts` and `vs` with series `i`'s samples, reusing their
     /// capacity; they may come back empty.
     fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()>;
+
+    /// Like [`SeriesSet::read`], but chunks that `summarise` accepts may be left undecoded
+    /// and described by their statistics in `summaries` instead (see
+    /// `tsq_storage::Selection::read_summarised` for which chunks qualify). The default
+    /// decodes everything.
+    fn read_summarised(
+        &self,
+        i: usize,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+        summaries: &mut Vec<tsq_storage::block::ChunkMeta>,
+        summarise: &dyn Fn(&tsq_storage::block::ChunkMeta) -> bool,
+    ) -> tsq_storage::Result<()> {
+        let _ = summarise;
+        summaries.clear();
+        self.read(i, ts, vs)
+    }
 }
 
 impl SeriesSet for Vec<tsq_storage::SeriesData> {

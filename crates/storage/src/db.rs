@@ -418,6 +418,89 @@ impl Selection {
         Ok(())
     }
 
+    /// Like [`Selection::read`], but the chunks for which `summarise` is true are not
+    /// decoded: their metadata (count, min, max, sum, first, last, flags) is appended to
+    /// `summaries` instead (cleared first), in time order, and their samples are absent
+    /// from `ts`/`vs`. Aggregations over whole chunks (`max_over_time` of a long window)
+    /// read the statistics instead of the samples this way.
+    ///
+    /// Only chunks that lie wholly inside the selected range, hold no staleness marker and
+    /// are not overridden are offered to `summarise`: when the series' sources overlap in
+    /// time (a later block or the head rewrote samples) or a deletion touches them, every
+    /// chunk is decoded and `summaries` stays empty.
+    pub fn read_summarised(
+        &self,
+        i: usize,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+        summaries: &mut Vec<ChunkMeta>,
+        summarise: &dyn Fn(&ChunkMeta) -> bool,
+    ) -> Result<()> {
+        summaries.clear();
+        let sources = &self.series[i].1;
+        // Sources that follow each other in time, none touched by a deletion.
+        let mut last = i64::MIN;
+        let mut simple = true;
+        for src in sources {
+            let (first, end) = match src {
+                Source::Block {
+                    chunks, deleted, ..
+                } => {
+                    if !deleted.is_empty() {
+                        simple = false;
+                        break;
+                    }
+                    let end = chunks.iter().map(|m| m.max_t).max().unwrap_or(i64::MIN);
+                    (chunks[0].min_t, end)
+                }
+                Source::Head(h) => (h.ts[0], h.ts[h.ts.len() - 1]),
+            };
+            if first <= last {
+                simple = false;
+                break;
+            }
+            last = end;
+        }
+        if !simple {
+            return self.read(i, ts, vs);
+        }
+        let (mint, maxt) = (self.mint, self.maxt);
+        ts.clear();
+        vs.clear();
+        for src in sources {
+            match src {
+                Source::Block { block, chunks, .. } => {
+                    for m in chunks {
+                        let whole = m.min_t >= mint && m.max_t <= maxt;
+                        if whole && m.flags & crate::block::FLAG_STALE == 0 && summarise(m) {
+                            summaries.push(*m);
+                            continue;
+                        }
+                        let from = ts.len();
+                        if let Err(e) = block.block.decode_chunk(m, ts, vs) {
+                            ts.clear();
+                            vs.clear();
+                            summaries.clear();
+                            return Err(e);
+                        }
+                        let mut run = Run {
+                            ts: std::mem::take(ts),
+                            vs: std::mem::take(vs),
+                        };
+                        run.keep_between(from, mint, maxt);
+                        *ts = run.ts;
+                        *vs = run.vs;
+                    }
+                }
+                Source::Head(h) => {
+                    ts.extend_from_slice(&h.ts);
+                    vs.extend_from_slice(&h.vs);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every series with at least one sample, decoded.
     pub fn into_series_data(self) -> Result<Vec<SeriesData>> {
         let mut out = Vec::with_capacity(self.series.len());

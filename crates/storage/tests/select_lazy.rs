@@ -208,3 +208,65 @@ fn a_damaged_chunk_fails_the_series_that_reads_it_only() {
         }
     }
 }
+
+#[test]
+fn summarised_reads_leave_whole_chunks_undecoded_only_where_that_is_exact() {
+    let vfs = MemVfs::new();
+    let (db, model) = build(&vfs);
+    let (mint, maxt) = (150, 5_030);
+    let lazy = db
+        .select_lazy(&[Matcher::equal("job", "x")], mint, maxt)
+        .unwrap();
+    let (mut ts, mut vs, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+    let mut summarised_series = 0;
+    for i in 0..lazy.len() {
+        let name = lazy.labels(i).get("__name__").unwrap().to_string();
+        let want: Vec<(i64, f64)> = model[&name]
+            .range(mint..=maxt)
+            .map(|(&t, &v)| (t, v))
+            .collect();
+        // Everything the storage offers is summarised.
+        lazy.read_summarised(i, &mut ts, &mut vs, &mut sums, &|_| true)
+            .unwrap();
+        let rewritten_or_deleted = ["m0", "m1", "m3"].contains(&name.as_str());
+        if rewritten_or_deleted {
+            assert!(sums.is_empty(), "{name}: overridden samples are decoded");
+        }
+        if !sums.is_empty() {
+            summarised_series += 1;
+        }
+        for m in &sums {
+            assert!(
+                m.min_t >= mint && m.max_t <= maxt,
+                "{name}: cut chunk summarised"
+            );
+            let inside: Vec<&(i64, f64)> = want
+                .iter()
+                .filter(|(t, _)| (m.min_t..=m.max_t).contains(t))
+                .collect();
+            assert_eq!(inside.len(), m.count as usize, "{name}");
+            let max = inside.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            assert_eq!(max, m.max, "{name}");
+            assert!(ts.iter().all(|t| !(m.min_t..=m.max_t).contains(t)));
+        }
+        // Decoded samples plus summarised counts are the series, and the decoded ones are
+        // exactly the samples outside the summarised chunks.
+        let counted = ts.len() + sums.iter().map(|m| m.count as usize).sum::<usize>();
+        assert_eq!(counted, want.len(), "{name}");
+        let decoded: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
+        let outside: Vec<(i64, f64)> = want
+            .iter()
+            .copied()
+            .filter(|(t, _)| !sums.iter().any(|m| (m.min_t..=m.max_t).contains(t)))
+            .collect();
+        assert_eq!(decoded, outside, "{name}");
+        // Refusing every chunk is a plain read.
+        lazy.read_summarised(i, &mut ts, &mut vs, &mut sums, &|_| false)
+            .unwrap();
+        assert!(sums.is_empty());
+        let all: Vec<(i64, f64)> = ts.iter().copied().zip(vs.iter().copied()).collect();
+        assert_eq!(all, want, "{name}");
+    }
+    // m2 and m4 (one block, untouched); m5's chunks are cut by the range.
+    assert_eq!(summarised_series, 2);
+}
