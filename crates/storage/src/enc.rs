@@ -86,6 +86,17 @@ impl<'a> Reader<'a> {
     /// Reads an unsigned varint (at most 10 bytes).
     #[inline]
     pub fn uvarint(&mut self) -> Option<u64> {
+        // One byte is the common case (lengths, counts, small deltas).
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Some(u64::from(b))
+            }
+            _ => self.uvarint_long(),
+        }
+    }
+
+    fn uvarint_long(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         let mut shift = 0;
         loop {

@@ -4,6 +4,7 @@
 //! series table on first query).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::labels::{Label, Labels, MatchOp, Matcher};
@@ -52,10 +53,36 @@ impl Symbols {
 /// Label pairs of one series as symbol ids, sorted by name.
 pub type SymLabels = Box<[(u32, u32)]>;
 
+/// Hashes the symbol ids this module assigns. They count up from 0, so nobody outside
+/// chooses them and SipHash's resistance to chosen collisions buys nothing; one
+/// multiplication spreads them (the low bits of `id * odd` are a bijection of the id's low
+/// bits, the high bits mix), about five times cheaper per lookup than SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(32) ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by symbol ids.
+type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
 /// Postings: for each label name, for each value, the sorted ids of the series having it.
 #[derive(Debug, Default)]
 pub struct Postings {
-    by_name: HashMap<u32, HashMap<u32, Vec<u32>>>,
+    by_name: IdMap<IdMap<Vec<u32>>>,
     all: Vec<u32>,
 }
 
