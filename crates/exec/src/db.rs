@@ -37,6 +37,10 @@ impl SeriesSet for Selection {
         Selection::read(self, i, ts, vs)
     }
 
+    fn read_last(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
+        Selection::read_last(self, i, ts, vs)
+    }
+
     fn read_summarised(
         &self,
         i: usize,
@@ -219,6 +223,45 @@ mod tests {
                 );
                 assert_eq!(lazy.warnings, eager.warnings, "{q}");
                 assert_eq!(lazy.infos, eager.infos, "{q}");
+            }
+        }
+    }
+
+    /// An instant selector at one time reads each series' last sample, from the chunk
+    /// statistics where it can: the same answers as decoding, around chunk ends, staleness
+    /// markers, NaN, rewritten series and the head.
+    #[test]
+    fn instant_selectors_read_the_last_sample_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mem) = stores(dir.path());
+        let engine = Engine::default();
+        let queries = [
+            "reqs_total",
+            "timestamp(reqs_total)",
+            "reqs_total offset 30m",
+            "sum by (job) (reqs_total)",
+            "reqs_total{instance=~\"i1[01]\"}",
+        ];
+        // Chunks of 64 samples at 10 s: 640 s apart; times at, just after and inside chunk
+        // ends, around the staleness markers of series 4 (10 000-10 090 s), past the end.
+        let mut times = vec![0, 5_000, 639_999, 640_000, 640_001, 645_000, 10_050_000];
+        times.extend([10_100_000, 10_390_000, 10_400_000, 40_000_000, 59_990_000]);
+        times.extend([60_000_000, 60_290_000, 60_300_000, 61_000_000]);
+        for q in queries {
+            for &t in &times {
+                let lazy = engine.instant_query(&db, q, t).unwrap();
+                let eager = engine.instant_query(&Eager(&db), q, t).unwrap();
+                let memory = engine.instant_query(&mem, q, t).unwrap();
+                let show = |v: &Value| match v {
+                    Value::Vector(s) => s
+                        .iter()
+                        .map(|x| format!("{} {:x}", x.labels, x.v.to_bits()))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    other => format!("{other:?}"),
+                };
+                assert_eq!(show(&lazy.value), show(&eager.value), "{q} at {t}");
+                assert_eq!(show(&lazy.value), show(&memory.value), "{q} at {t}");
             }
         }
     }

@@ -1027,6 +1027,33 @@ impl<'a> Evaluator<'a> {
             .collect())
     }
 
+    /// Like [`Evaluator::select`], but each series may hold only a suffix of its samples
+    /// that includes the last one in `[mint, maxt]`.
+    fn select_last(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<RawSeries>> {
+        let matchers = self.storage_matchers(vs)?;
+        let db: &'a dyn Queryable = self.db;
+        let set = db.select_lazy(&matchers, mint, maxt)?;
+        self.check_series_limit(set.len())?;
+        let mut out = Vec::with_capacity(set.len());
+        for i in 0..set.len() {
+            let (mut ts, mut vals) = (Vec::new(), Vec::new());
+            set.read_last(i, &mut ts, &mut vals)?;
+            self.samples_loaded += ts.len();
+            if self.samples_loaded > self.opts.max_samples {
+                return Err(self.samples_limit_error());
+            }
+            if !ts.is_empty() {
+                out.push(RawSeries {
+                    labels: set.labels(i).clone(),
+                    drop_name: false,
+                    ts,
+                    vs: vals,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Evaluates an expression to a scalar, vector or string over `r`; a subexpression that
     /// the query repeats is evaluated once per range.
     pub fn eval(&mut self, e: &Expr, r: &Range) -> Result<Val> {
@@ -1175,7 +1202,13 @@ impl<'a> Evaluator<'a> {
         let lb = self.opts.lookback_delta_ms;
         let min = *et.iter().min().unwrap_or(&0);
         let max = *et.iter().max().unwrap_or(&0);
-        let raw = self.select(vs, min - lb, max)?;
+        let raw = if min == max {
+            // One evaluation time: only each series' last sample matters, which the store
+            // may give without decoding (from a chunk's statistics).
+            self.select_last(vs, min - lb, max)?
+        } else {
+            self.select(vs, min - lb, max)?
+        };
         let p3 = self.p3;
         let mut out = Vec::with_capacity(raw.len());
         // Evaluation times usually ascend: then a cursor replaces the binary searches.

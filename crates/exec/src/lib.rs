@@ -148,6 +148,12 @@ pub trait SeriesSet: Send + Sync {
     /// capacity; they may come back empty.
     fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()>;
 
+    /// Like [`SeriesSet::read`], but may give only a suffix that holds the last sample
+    /// (what an instant selector at one time needs). The default reads everything.
+    fn read_last(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
+        self.read(i, ts, vs)
+    }
+
     /// Like [`SeriesSet::read`], but chunks that `summarise` accepts may be left undecoded
     /// and described by their statistics in `summaries` instead (see
     /// `tsq_storage::Selection::read_summarised` for which chunks qualify). The default

@@ -82,6 +82,16 @@ impl SeriesSet for MemSet<'_> {
         vs.extend_from_slice(self.series[i].2);
         Ok(())
     }
+
+    fn read_last(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
+        let (_, t, v) = self.series[i];
+        ts.clear();
+        vs.clear();
+        // Series without samples in the range are not in the set.
+        ts.extend_from_slice(&t[t.len() - 1..]);
+        vs.extend_from_slice(&v[v.len() - 1..]);
+        Ok(())
+    }
 }
 
 impl MemStorage {

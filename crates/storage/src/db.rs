@@ -438,30 +438,7 @@ impl Selection {
     ) -> Result<()> {
         summaries.clear();
         let sources = &self.series[i].1;
-        // Sources that follow each other in time, none touched by a deletion.
-        let mut last = i64::MIN;
-        let mut simple = true;
-        for src in sources {
-            let (first, end) = match src {
-                Source::Block {
-                    chunks, deleted, ..
-                } => {
-                    if !deleted.is_empty() {
-                        simple = false;
-                        break;
-                    }
-                    let end = chunks.iter().map(|m| m.max_t).max().unwrap_or(i64::MIN);
-                    (chunks[0].min_t, end)
-                }
-                Source::Head(h) => (h.ts[0], h.ts[h.ts.len() - 1]),
-            };
-            if first <= last {
-                simple = false;
-                break;
-            }
-            last = end;
-        }
-        if !simple {
+        if !self.simple(i) {
             return self.read(i, ts, vs);
         }
         let (mint, maxt) = (self.mint, self.maxt);
@@ -499,6 +476,61 @@ impl Selection {
             }
         }
         Ok(())
+    }
+
+    /// Whether series `i`'s sources follow each other in time without overlap and no
+    /// deletion touches them: then a chunk's statistics stand for its samples.
+    fn simple(&self, i: usize) -> bool {
+        let mut last = i64::MIN;
+        for src in &self.series[i].1 {
+            let (first, end) = match src {
+                Source::Block {
+                    chunks, deleted, ..
+                } => {
+                    if !deleted.is_empty() {
+                        return false;
+                    }
+                    let end = chunks.iter().map(|m| m.max_t).max().unwrap_or(i64::MIN);
+                    (chunks[0].min_t, end)
+                }
+                Source::Head(h) => (h.ts[0], h.ts[h.ts.len() - 1]),
+            };
+            if first <= last {
+                return false;
+            }
+            last = end;
+        }
+        true
+    }
+
+    /// Like [`Selection::read`], but may return only a suffix of the samples, as long as it
+    /// holds the last sample in the range: what an instant selector evaluated at one time
+    /// needs. When the last chunk in the range ends inside it, its last sample comes from the
+    /// chunk's statistics without decoding.
+    pub fn read_last(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<()> {
+        if self.simple(i) {
+            match self.series[i].1.last() {
+                Some(Source::Block { chunks, .. }) => {
+                    let m = chunks[chunks.len() - 1];
+                    if m.max_t <= self.maxt && m.max_t >= self.mint {
+                        ts.clear();
+                        vs.clear();
+                        ts.push(m.max_t);
+                        vs.push(m.last);
+                        return Ok(());
+                    }
+                }
+                Some(Source::Head(h)) => {
+                    ts.clear();
+                    vs.clear();
+                    ts.push(h.ts[h.ts.len() - 1]);
+                    vs.push(h.vs[h.vs.len() - 1]);
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+        self.read(i, ts, vs)
     }
 
     /// Every series with at least one sample, decoded.

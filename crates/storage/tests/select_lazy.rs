@@ -98,6 +98,15 @@ fn lazy_reads_into_reused_buffers_equal_select_and_the_model() {
                 lazy.samples_hint(i) >= ts.len(),
                 "the hint is an upper bound"
             );
+            // The last sample alone, from the chunk statistics where the series allows.
+            let (mut lt, mut lv) = (vec![7i64; 3], Vec::new());
+            lazy.read_last(i, &mut lt, &mut lv).unwrap();
+            assert_eq!(lt.is_empty(), ts.is_empty());
+            if let (Some(a), Some(b)) = (lt.last(), ts.last()) {
+                assert_eq!(a, b);
+                assert_eq!(lv.last().unwrap().to_bits(), vs.last().unwrap().to_bits());
+                assert!(ts.ends_with(&lt), "a suffix");
+            }
             if !ts.is_empty() {
                 got.push((lazy.labels(i).clone(), ts.clone(), vs.clone()));
             }
