@@ -93,7 +93,7 @@ impl SortedBlocks {
 
     /// Replaces the contents with `values` (any order, no NaN).
     pub fn rebuild(&mut self, values: &mut [f64]) {
-        values.sort_unstable_by(|a, b| a.total_cmp(b));
+        sort_total(values);
         self.blocks.clear();
         for c in values.chunks(FILL_BLOCK) {
             self.blocks.push(c.to_vec());
@@ -375,8 +375,69 @@ pub(crate) fn naive_mad(values: &[f64]) -> f64 {
     naive_quantile(0.5, &mut d)
 }
 
+/// Sorts in `f64::total_cmp` order, as integer keys: the key of a float is its bits with
+/// the sign bit flipped for positives and every bit flipped for negatives, which orders
+/// like `total_cmp` and sorts about twice as fast (integer comparisons, no branches on
+/// the sign). The same values come back, bit for bit.
+pub(crate) fn sort_total(values: &mut [f64]) {
+    let key = |x: f64| {
+        let b = x.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | (1 << 63)
+        }
+    };
+    let unkey = |k: u64| {
+        f64::from_bits(if k >> 63 == 1 {
+            k & !(1 << 63)
+        } else {
+            !k
+        })
+    };
+    let mut keys: Vec<u64> = values.iter().map(|&x| key(x)).collect();
+    keys.sort_unstable();
+    for (v, k) in values.iter_mut().zip(keys) {
+        *v = unkey(k);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sort_total_orders_like_total_cmp_bit_for_bit() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300 {
+            let n = (next() % 600) as usize;
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| match next() % 9 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f64::INFINITY,
+                    3 => f64::NEG_INFINITY,
+                    4 => f64::from_bits(next()), // any bit pattern, NaN payloads included
+                    5 => f64::MIN_POSITIVE / 3.0,
+                    _ => (next() % 2_000) as f64 / 7.0 - 140.0,
+                })
+                .collect();
+            if round % 3 == 0 {
+                v.retain(|x| !x.is_nan());
+            }
+            let mut want = v.clone();
+            want.sort_by(|a, b| a.total_cmp(b));
+            super::sort_total(&mut v);
+            let bits = |s: &[f64]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&v), bits(&want));
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
