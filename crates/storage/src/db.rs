@@ -1844,8 +1844,15 @@ impl Appender<'_> {
         self.samples.is_empty() && self.meta.is_empty()
     }
 
-    /// Writes the batch: all of it or (on error) none of it. With the default sync policy
-    /// the batch is durable when this returns.
+    /// Writes the batch, all of it or none of it: no reader ever sees part of a batch.
+    /// With the default sync policy the batch is durable when this returns `Ok`.
+    ///
+    /// On an error the batch is not acknowledged, and what became of it depends on where
+    /// the error struck. If it was rejected or its WAL write failed, it was not applied:
+    /// no reader sees it and no crash brings it back. If its WAL write succeeded and only
+    /// the sync failed (group commit applies a batch to the head before the fsync that
+    /// covers it), the batch is visible to this process's readers, whole, and may or may
+    /// not survive a crash. Either way the batches acknowledged before are unaffected.
     pub fn commit(&mut self) -> Result<CommitInfo> {
         let res = self.db.commit(&self.samples, &self.meta);
         self.samples.clear();

@@ -388,13 +388,7 @@ pub(crate) fn sort_total(values: &mut [f64]) {
             b | (1 << 63)
         }
     };
-    let unkey = |k: u64| {
-        f64::from_bits(if k >> 63 == 1 {
-            k & !(1 << 63)
-        } else {
-            !k
-        })
-    };
+    let unkey = |k: u64| f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k });
     let mut keys: Vec<u64> = values.iter().map(|&x| key(x)).collect();
     keys.sort_unstable();
     for (v, k) in values.iter_mut().zip(keys) {
