@@ -2,10 +2,13 @@
 //! selected, decoded and checked. An error is fine; a panic, an abort or a hang is a bug
 //! (docs/RELIABILITY.md, "Safe reads").
 //!
-//! Two ways in: the input as the whole file, and the input with its framing repaired
-//! (header and footer magics, the version, every chunk checksum named by the chunk metas,
-//! the index and footer checksums), so that the fuzzer reaches the index parser, the
-//! postings and the chunk decoders instead of stopping at a checksum.
+//! Three ways in: the input as the whole file; the input with its version 1 framing
+//! repaired (header and footer magics, the version, every chunk checksum named by the
+//! chunk metas, the index and footer checksums), so that the fuzzer reaches the index
+//! parser, the postings and the chunk decoders instead of stopping at a checksum; and the
+//! input framed as version 3 (magics, version, index and footer checksums: the chunk metas
+//! are inside the compressed index there, so chunk checksums are left as they are), which
+//! takes mutations of a format 3 seed through the index decompression and parser.
 //!
 //! `cargo fuzz run block_decode` (from fuzz/).
 
@@ -67,6 +70,19 @@ fn repair(mut d: Vec<u8>) -> Vec<u8> {
             }
         }
     }
+    frame(d, 1)
+}
+
+/// Sets the magics and `version`, then the index and footer checksums.
+fn frame(mut d: Vec<u8>, version: u32) -> Vec<u8> {
+    if d.len() < 16 + FOOTER {
+        d.resize(16 + FOOTER, 0);
+    }
+    d[..8].copy_from_slice(b"TSQBLOCK");
+    d[8..12].copy_from_slice(&version.to_le_bytes());
+    let f = d.len() - FOOTER;
+    d[f + 56..].copy_from_slice(b"TSQBEND1");
+    let index_off = u64_at(&d, f) as usize;
     if index_off <= f {
         let c = crc32(&d[index_off..f]);
         d[f + 48..f + 52].copy_from_slice(&c.to_le_bytes());
@@ -113,4 +129,5 @@ fn exercise(bytes: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     exercise(data);
     exercise(&repair(data.to_vec()));
+    exercise(&frame(data.to_vec(), 3));
 });
