@@ -1767,24 +1767,29 @@ impl Summary {
 
 /// Whether the chunk `[m.min_t, m.max_t]` lies wholly inside or wholly outside every window
 /// of `arg` (eval times sorted): then its statistics stand for its samples in each window.
+/// A window cuts the chunk when one of its ends falls inside it; both ends move forward
+/// with the steps, so two binary searches decide (a long window at many steps would
+/// otherwise mean a loop over every window containing the chunk).
 fn chunk_fits_windows(arg: &RangeArg, m: &ChunkMeta) -> bool {
     let (a, b) = (m.min_t, m.max_t);
-    let before = |t: i64, start: i64| {
-        if arg.left_open {
-            t <= start
-        } else {
-            t < start
-        }
+    let et = &arg.eval_t;
+    // A window ends inside the chunk (`a <= end < b`): its last samples are in, later ones
+    // out.
+    let k = et.partition_point(|&e| e < a);
+    if k < et.len() && et[k] < b {
+        return false;
+    }
+    // A window starts inside it: `a < start <= b` for windows `[start, end]`,
+    // `a <= start < b` for left-open ones `(start, end]`.
+    let r = arg.range_ms;
+    let k = if arg.left_open {
+        et.partition_point(|&e| e - r < a)
+    } else {
+        et.partition_point(|&e| e - r <= a)
     };
-    // Windows ending before the chunk starts do not see it.
-    let first = arg.eval_t.partition_point(|&e| e < a);
-    for &e in &arg.eval_t[first..] {
-        let start = e - arg.range_ms;
-        if before(b, start) {
-            break; // this window and every later one start after the chunk
-        }
-        let inside = !before(a, start) && b <= e;
-        if !inside {
+    if let Some(&e) = et.get(k) {
+        let start = e - r;
+        if (arg.left_open && start < b) || (!arg.left_open && start <= b) {
             return false;
         }
     }
@@ -3069,6 +3074,45 @@ mod batched_tests {
             for k in 0..4 {
                 assert!(same(s1[k], s2[k]) && same(c1[k], c2[k]), "lane {k}");
             }
+        }
+    }
+
+    /// The two binary searches of `chunk_fits_windows` agree with checking every window.
+    #[test]
+    fn chunk_fits_windows_equals_checking_every_window() {
+        let mut next = xorshift(0x0bad_5eed_1234_5678);
+        for _ in 0..20_000 {
+            let n = 1 + (next() % 12) as usize;
+            let step = 1 + (next() % 50) as i64;
+            let first = (next() % 100) as i64;
+            let eval_t: Vec<i64> = (0..n as i64).map(|k| first + k * step).collect();
+            let arg = RangeArg {
+                series: Vec::new(),
+                range_ms: 1 + (next() % 120) as i64,
+                eval_t,
+                left_open: next() % 2 == 0,
+            };
+            let a = (next() % 800) as i64 - 100;
+            let b = a + (next() % 60) as i64;
+            let m = ChunkMeta::stats(&[a, b], &[0.0, 0.0]);
+            let inside = |t: i64, e: i64| {
+                let s = e - arg.range_ms;
+                (if arg.left_open { t > s } else { t >= s }) && t <= e
+            };
+            // Every window: every time in the chunk's span (its samples may be at any of
+            // them) is in it, or none is.
+            let want = arg.eval_t.iter().all(|&e| {
+                let n_in = (a..=b).filter(|&t| inside(t, e)).count() as i64;
+                n_in == 0 || n_in == b - a + 1
+            });
+            assert_eq!(
+                chunk_fits_windows(&arg, &m),
+                want,
+                "ends {:?}, range {}, left open {}, chunk [{a}, {b}]",
+                arg.eval_t,
+                arg.range_ms,
+                arg.left_open
+            );
         }
     }
 
