@@ -572,6 +572,8 @@ impl Block {
         let mut series = Vec::with_capacity(n_series.min(r.remaining()));
         let mut postings = Postings::default();
         let mut next_chunk = 0u64;
+        let empty = symbols.get("");
+        let mut prev_names: Vec<u32> = Vec::new();
         for id in 0..n_series {
             let n = r.uvarint().ok_or("bad series entry")? as usize;
             if n > r.remaining() {
@@ -585,6 +587,24 @@ impl Block {
                     return Err("label symbol out of range".into());
                 }
                 sl.push((a as u32, b as u32));
+            }
+            // A label set is sorted by name, names unique, values non-empty: a series
+            // table that says otherwise is damage, not a label set. Series usually share
+            // their names, so the names are compared as strings only when they change.
+            if sl.iter().any(|&(_, v)| Some(v) == empty) {
+                return Err(format!("series {id}: a label has an empty value"));
+            }
+            let same_names =
+                prev_names.len() == sl.len() && prev_names.iter().zip(&sl).all(|(p, l)| *p == l.0);
+            if !same_names {
+                if sl
+                    .windows(2)
+                    .any(|w| symbols.resolve(w[0].0) >= symbols.resolve(w[1].0))
+                {
+                    return Err(format!("series {id}: labels not sorted by name"));
+                }
+                prev_names.clear();
+                prev_names.extend(sl.iter().map(|l| l.0));
             }
             let first = r.uvarint().ok_or("bad chunk ref")?;
             let count = r.uvarint().ok_or("bad chunk ref")?;

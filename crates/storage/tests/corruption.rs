@@ -331,3 +331,29 @@ fn damaged_epoch_record_does_not_mix_up_series_ids() {
         assert_eq!(got[0].values, want, "{name}");
     }
 }
+
+/// Bug (found by the `block_decode` fuzz target with debug assertions, session 5): a block
+/// whose checksums are valid but whose series table lists a series' labels out of name
+/// order was accepted, and the labels built from it broke the sorted-labels invariant
+/// (a debug assertion; in release, lookups by label name could miss). The index loader
+/// now refuses such a block as damaged.
+#[test]
+fn block_with_labels_out_of_name_order_is_refused_as_damaged() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz-block-unsorted-labels.blk"),
+    )
+    .unwrap();
+    let vfs = MemVfs::new();
+    let dir = std::path::Path::new("/db/blocks");
+    vfs.create_dir_all(dir).unwrap();
+    let mut f = vfs.create(&dir.join("x.blk")).unwrap();
+    f.write_all(&bytes).unwrap();
+    f.sync().unwrap();
+    let block = tsq_storage::block::Block::open(&vfs, dir, "x.blk").unwrap();
+    let Err(e) = block.select(&[]) else {
+        panic!("a block with unsorted labels was accepted")
+    };
+    assert!(matches!(e, Error::Corrupted { .. }), "{e}");
+    assert!(e.to_string().contains("not sorted"), "{e}");
+}
