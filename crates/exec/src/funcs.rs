@@ -1510,6 +1510,8 @@ struct RangeFn<'p> {
     f: RangeImpl,
     params: &'p [Vec<f64>],
     p3: bool,
+    /// The evaluation times ascend (windows move forward): decided once, not per series.
+    monotonic: bool,
     /// Monotonic deques for min/max (no float arithmetic: bit-identical to a rescan).
     extreme: Option<bool>,
     /// Compensated sums, four windows side by side (bit-identical to one at a time).
@@ -1519,11 +1521,12 @@ struct RangeFn<'p> {
 }
 
 impl<'p> RangeFn<'p> {
-    fn new(name: &str, f: RangeImpl, params: &'p [Vec<f64>], p3: bool) -> Self {
+    fn new(name: &str, f: RangeImpl, params: &'p [Vec<f64>], p3: bool, arg: &RangeArg) -> Self {
         RangeFn {
             f,
             params,
             p3,
+            monotonic: arg.eval_t.windows(2).all(|w| w[0] <= w[1]),
             extreme: match name {
                 "max_over_time" => Some(true),
                 "min_over_time" => Some(false),
@@ -1552,7 +1555,7 @@ impl<'p> RangeFn<'p> {
     /// The output points of series `s` at the steps of `r`.
     fn points(&self, arg: &RangeArg, s: &RawSeries, r: &Range) -> Result<Vec<(i64, f64)>> {
         let n = r.n();
-        let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
+        let monotonic = self.monotonic;
         if let (Some(kind), true, true) = (self.slide, n > 1, monotonic) {
             if let Some(pts) = sliding_moments(arg, s, r, kind) {
                 return Ok(pts);
@@ -1680,7 +1683,7 @@ fn run_range(
     params: &[Vec<f64>],
     keep_name: bool,
 ) -> Result<Val> {
-    let rf = RangeFn::new(name, f, params, ev.p3);
+    let rf = RangeFn::new(name, f, params, ev.p3, &arg);
     let samples: usize = arg.series.iter().map(|s| s.ts.len()).sum();
     let windows = arg.eval_t.len().saturating_mul(arg.series.len());
     let threads = threads_for(ev, arg.series.len(), samples, windows);
@@ -1745,21 +1748,17 @@ impl Summary {
                         v < m
                     }
                 };
-                let mut acc: Option<f64> = None;
-                for &v in vs {
-                    acc = Some(match acc {
+                let extremes = sums
+                    .iter()
+                    .map(|m| if self == Summary::Max { m.max } else { m.min });
+                // PromQL's rule, in order: a value replaces the kept one if better or if
+                // the kept one is NaN.
+                vs.iter().copied().chain(extremes).fold(None, |acc, v| {
+                    Some(match acc {
                         Some(m) if !(better(v, m) || m.is_nan()) => m,
                         _ => v,
-                    });
-                }
-                for m in sums {
-                    let v = if self == Summary::Max { m.max } else { m.min };
-                    acc = Some(match acc {
-                        Some(a) if !(better(v, a) || a.is_nan()) => a,
-                        _ => v,
-                    });
-                }
-                acc
+                    })
+                })
             }
         }
     }
@@ -1844,15 +1843,14 @@ fn run_range_lazy(
     params: &[Vec<f64>],
     keep_name: bool,
 ) -> Result<Val> {
-    let rf = RangeFn::new(name, f, params, ev.p3);
+    let rf = RangeFn::new(name, f, params, ev.p3, &arg);
     let n = set.len();
     let samples: usize = (0..n).map(|i| set.samples_hint(i)).sum();
     let threads = threads_for(ev, n, samples, arg.eval_t.len().saturating_mul(n));
     let max_samples = ev.opts.max_samples;
     let loaded = std::sync::atomic::AtomicUsize::new(ev.samples_loaded);
     // Chunk statistics instead of samples where a chunk lies wholly inside the windows.
-    let monotonic = arg.eval_t.windows(2).all(|w| w[0] <= w[1]);
-    let summary = Summary::of(name).filter(|_| monotonic);
+    let summary = Summary::of(name).filter(|_| rf.monotonic);
     let results = in_parts(n, threads, |part| {
         let mut s = RawSeries {
             labels: Labels::default(),
