@@ -186,12 +186,18 @@ impl SeriesSet for Vec<tsq_storage::SeriesData> {
     }
 
     fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
-        ts.clear();
-        vs.clear();
-        ts.extend_from_slice(&self[i].timestamps);
-        vs.extend_from_slice(&self[i].values);
+        copy_samples(ts, vs, &self[i].timestamps, &self[i].values);
         Ok(())
     }
+}
+
+/// Replaces the contents of `ts` and `vs` with copies of `t` and `v`, keeping their
+/// capacity (what an in-memory [`SeriesSet`] read does).
+pub(crate) fn copy_samples(ts: &mut Vec<i64>, vs: &mut Vec<f64>, t: &[i64], v: &[f64]) {
+    ts.clear();
+    vs.clear();
+    ts.extend_from_slice(t);
+    vs.extend_from_slice(v);
 }
 
 /// Everything that can go wrong while running a query.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tsq_storage::{Labels, SeriesData};
 
-use crate::{Queryable, SeriesSet};
+use crate::{copy_samples, Queryable, SeriesSet};
 
 /// Series kept in memory, sorted by labels; samples sorted by time (a later `add` at the same
 /// timestamp replaces the value).
@@ -76,20 +76,15 @@ impl SeriesSet for MemSet<'_> {
     }
 
     fn read(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
-        ts.clear();
-        vs.clear();
-        ts.extend_from_slice(self.series[i].1);
-        vs.extend_from_slice(self.series[i].2);
+        let (_, t, v) = self.series[i];
+        copy_samples(ts, vs, t, v);
         Ok(())
     }
 
     fn read_last(&self, i: usize, ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> tsq_storage::Result<()> {
         let (_, t, v) = self.series[i];
-        ts.clear();
-        vs.clear();
         // Series without samples in the range are not in the set.
-        ts.extend_from_slice(&t[t.len() - 1..]);
-        vs.extend_from_slice(&v[v.len() - 1..]);
+        copy_samples(ts, vs, &t[t.len() - 1..], &v[v.len() - 1..]);
         Ok(())
     }
 }
